@@ -1,0 +1,122 @@
+"""Dataframes: Arrow tables kept as chunks of Arrow IPC bytes, one BLOB per chunk.
+
+Writes cut the input into chunks of `chunk_rows` rows and send each chunk's IPC bytes
+to SQLite as one BLOB; reads hand the BLOBs to pyarrow without copying. The data path
+has no Python loop over rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from . import arrow_codec as codec
+from . import values as v
+from .errors import InvalidValue, NotFound
+from .model import Collection
+
+
+class Dataframes(Collection):
+    table_name = "dataframe"
+    settable = {"metadata": lambda m: v.check_json(m, "metadata", object_only=True)}
+
+    def create(self, data: Any = None, metadata: dict | None = None,
+               chunk_rows: int = codec.DEFAULT_CHUNK_ROWS,
+               compression: str | None = None) -> v.Record:
+        """A new dataframe, empty or holding `data` (a pyarrow Table or RecordBatch, a
+        pandas DataFrame, a dict of columns, or a stream of RecordBatches)."""
+        values = self.checked({"metadata": metadata or {}})
+        values["compression"] = codec.check_compression(compression)
+        with self.db.bulk():
+            frame = self.insert(values)
+            if data is not None:
+                self._write(frame, data, chunk_rows)
+            return self.get(frame["id"])
+
+    def append(self, id: str, data: Any, chunk_rows: int = codec.DEFAULT_CHUNK_ROWS) -> v.Record:
+        """Add rows at the end. Their schema must be the dataframe's (the first append
+        to an empty dataframe sets it); otherwise nothing changes."""
+        with self.db.bulk():
+            frame = self.get(id)
+            self._write(frame, data, chunk_rows)
+            return self.get(id)
+
+    def _write(self, frame: v.Record, data: Any, chunk_rows: int) -> None:
+        schema, batches = codec.iter_batches(data)
+        stored = self._schema(frame["id"])
+        if stored is None:
+            stored = schema
+        else:
+            codec.check_same_schema(stored, schema)
+        position, added_rows, added_bytes = self._last_position(frame["id"]), 0, 0
+        stamp = v.now()
+        for batch in codec.rebatch(batches, chunk_rows):
+            codec.check_same_schema(stored, batch.schema)
+            blob = codec.encode(batch, frame["compression"])
+            position += 1
+            self.db.execute(
+                "INSERT INTO chunk (id, dataframeId, position, rows, size, createdAt, "
+                "updatedAt, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (v.new_id(), frame["id"], position, batch.num_rows, len(blob), stamp, stamp, blob))
+            added_rows += batch.num_rows
+            added_bytes += len(blob)
+        self.db.execute(
+            "UPDATE dataframe SET arrowSchema = ?, dim = ?, columns = ?, rows = rows + ?, "
+            "size = size + ?, updatedAt = ? WHERE id = ?",
+            (codec.schema_bytes(stored), len(stored.names),
+             v.to_sql(self.table, {"columns": stored.names})["columns"],
+             added_rows, added_bytes, v.now(), frame["id"]))
+
+    def _last_position(self, id: str) -> int:
+        row = self.db.execute("SELECT max(position) FROM chunk WHERE dataframeId = ?",
+                              (id,)).fetchone()
+        return row[0] or 0
+
+    def _schema(self, id: str) -> pa.Schema | None:
+        row = self.db.execute("SELECT arrowSchema FROM dataframe WHERE id = ?", (id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no dataframe with id {id}")
+        return None if row[0] is None else codec.schema_from_bytes(row[0])
+
+    def schema(self, id: str) -> pa.Schema | None:
+        """The Arrow schema, or None while the dataframe has never held rows."""
+        self.get(id)
+        return self._schema(id)
+
+    def read(self, id: str, columns: list[str] | None = None) -> pa.Table:
+        """The whole dataframe as one pyarrow Table (chunks become record batches)."""
+        with self.store.read_transaction():
+            self.get(id)
+            schema = self._schema(id) or pa.schema([])
+            table = pa.Table.from_batches(list(self._batches(id)), schema=schema)
+        return table.select(columns) if columns is not None else table
+
+    def iter_batches(self, id: str) -> Iterator[pa.RecordBatch]:
+        """The record batches one chunk at a time, never holding the whole dataframe."""
+        self.get(id)
+        return self._batches(id)
+
+    def _batches(self, id: str) -> Iterator[pa.RecordBatch]:
+        # one statement: a consistent snapshot even if a writer appends meanwhile
+        for (blob,) in self.db.execute(
+                "SELECT data FROM chunk WHERE dataframeId = ? ORDER BY position", (id,)):
+            yield from codec.decode(blob)
+
+    def chunks(self, id: str) -> list[v.Record]:
+        self.get(id)
+        return self.store.chunks.list(dataframeId=id, order_by={"position": "asc"})
+
+    def read_chunk(self, chunk_id: str) -> pa.Table:
+        """One chunk, by its id, as a pyarrow Table."""
+        self.store.chunks.get(chunk_id)
+        row = self.db.execute("SELECT data FROM chunk WHERE id = ?", (chunk_id,)).fetchone()
+        return pa.Table.from_batches(codec.decode(row[0]))
+
+
+class Chunks(Collection):
+    table_name = "chunk"
+    settable = {}
+
+    def update(self, *args, **kwargs):
+        raise InvalidValue("chunks are immutable: append to the dataframe instead")

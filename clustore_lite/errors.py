@@ -1,0 +1,40 @@
+"""Typed errors. Each carries a Hasura-style `code` so the GraphQL layer can
+report it without guessing, and a message written for the person who caused it."""
+
+
+class ClustoreError(Exception):
+    code = "unexpected"
+
+
+class NotFound(ClustoreError, LookupError):
+    code = "not-found"
+
+
+class NameTaken(ClustoreError):
+    """A uniqueness rule of the data model would be broken (name, email, ...)."""
+
+    code = "constraint-violation"
+
+
+class ConstraintViolation(ClustoreError):
+    """A reference or check the store enforces does not hold."""
+
+    code = "constraint-violation"
+
+
+class InvalidValue(ClustoreError, ValueError):
+    code = "validation-failed"
+
+
+class SchemaMismatch(InvalidValue):
+    """Appended rows do not have the dataframe's Arrow schema."""
+
+
+class PermissionDenied(ClustoreError, PermissionError):
+    code = "permission-denied"
+
+
+class StoreVersionError(ClustoreError):
+    """The file was written by a newer clustore-lite than this one."""
+
+    code = "unexpected"

@@ -1,0 +1,281 @@
+"""The entities of the data model as Python collections: create, get, list, update,
+delete, with the uniqueness and cascade rules of SPEC section 1.
+
+Every public write runs in one transaction (nested in the caller's
+`store.transaction()` when there is one)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import apsw
+
+from . import values as v
+from .errors import ConstraintViolation, InvalidValue, NameTaken, NotFound
+from .query import q, select_sql
+from .tables import TABLES, Table
+
+
+class Collection:
+    """Generic access to one table. Subclasses say which columns callers may set
+    (`settable`) and how to check each (`check`)."""
+
+    table_name = ""
+    settable: dict[str, Any] = {}  # column -> checker(value) -> value
+    references: dict[str, str] = {}  # column -> table it refers to
+
+    def __init__(self, store):
+        self.store = store
+        self.db = store.db
+        self.table: Table = TABLES[self.table_name]
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get(self, id: str) -> v.Record:
+        rows = self.list(where={"id": {"_eq": v.check_id(id)}})
+        if not rows:
+            raise NotFound(f"no {self.table.name} with id {id}")
+        return rows[0]
+
+    def find(self, id: str) -> v.Record | None:
+        try:
+            return self.get(id)
+        except NotFound:
+            return None
+
+    def list(self, where: dict | None = None, order_by: Any = None, limit: int | None = None,
+             offset: int | None = None, **equals) -> list[v.Record]:
+        """Rows matching Hasura's `where` (and `column=value` shortcuts)."""
+        sql, params = select_sql(self.table, self._where(where, equals), order_by, limit, offset,
+                                 self.store.visibility, self._columns())
+        return [v.from_sql(self.table, row) for row in self.db.query(sql, params)]
+
+    def count(self, where: dict | None = None, **equals) -> int:
+        sql, params = select_sql(self.table, self._where(where, equals),
+                                 visibility=self.store.visibility, columns="count(*) AS n")
+        return self.db.query(sql.split(" ORDER BY ")[0], params)[0]["n"]
+
+    def _columns(self) -> str:
+        return ", ".join(f"t0.{q(c)}" for c in self.table.visible_columns)
+
+    def _where(self, where: dict | None, equals: dict) -> dict | None:
+        shortcuts = {v.camel(k): {"_eq": value} if value is not None else {"_is_null": True}
+                     for k, value in equals.items()}
+        if where and shortcuts:
+            return {"_and": [where, shortcuts]}
+        return where or shortcuts or None
+
+    # -- writing ---------------------------------------------------------------------
+
+    def checked(self, values: dict) -> dict:
+        """Values named in snake_case or camelCase, checked and converted."""
+        out = {}
+        for key, value in values.items():
+            column = v.camel(key)
+            if column not in self.settable:
+                allowed = ", ".join(sorted(self.settable))
+                raise InvalidValue(f"{self.table.name} has no settable field {key!r} "
+                                   f"(settable: {allowed})")
+            out[column] = self.settable[column](value)
+        for column, target in self.references.items():
+            if out.get(column) is not None:
+                self.store.collection(target).require(out[column])
+        return out
+
+    def require(self, id: str) -> None:
+        """Raise NotFound unless a row with this id exists (whoever may see it)."""
+        found = self.db.execute(f"SELECT 1 FROM {self.table.quoted} WHERE id = ?",
+                                (v.check_id(id),)).fetchone()
+        if not found:
+            raise NotFound(f"no {self.table.name} with id {id}")
+
+    def insert(self, values: dict) -> v.Record:
+        stamp = v.now()
+        row = {"id": v.new_id(), **values, "createdAt": stamp, "updatedAt": stamp}
+        row = v.to_sql(self.table, row)
+        names = ", ".join(q(c) for c in row)
+        marks = ", ".join("?" for _ in row)
+        with self.store.transaction():
+            self._run(f"INSERT INTO {self.table.quoted} ({names}) VALUES ({marks})",
+                      list(row.values()), values)
+            return self.get(row["id"])
+
+    def update(self, id: str, **changes) -> v.Record:
+        values = self.checked(changes)
+        with self.store.transaction():
+            self.get(id)
+            self.write_update(id, values)
+            return self.get(id)
+
+    def write_update(self, id: str, values: dict) -> None:
+        if not values:
+            return
+        row = v.to_sql(self.table, {**values, "updatedAt": v.now()})
+        assignments = ", ".join(f"{q(c)} = ?" for c in row)
+        self._run(f"UPDATE {self.table.quoted} SET {assignments} WHERE id = ?",
+                  [*row.values(), v.check_id(id)], values)
+
+    def delete(self, id: str) -> v.Record:
+        """Delete one row (and what it owns); answer the row as it was."""
+        with self.store.transaction():
+            row = self.get(id)
+            self._run(f"DELETE FROM {self.table.quoted} WHERE id = ?", [row["id"]], {})
+            return row
+
+    def _run(self, sql: str, params: list, values: dict) -> None:
+        try:
+            self.db.execute(sql, params)
+        except apsw.ConstraintError as error:
+            raise self._explain(str(error), values) from None
+
+    def _explain(self, message: str, values: dict) -> Exception:
+        unique = re.search(r"UNIQUE constraint failed: (.+)", message)
+        if unique:
+            columns = [c.split(".")[-1] for c in unique.group(1).split(", ")]
+            shown = ", ".join(f"{c} {values.get(c)!r}" for c in columns if c != "organizationId")
+            where = " in this organization" if "organizationId" in columns else ""
+            article = "an" if self.table.name[0] in "aeiou" else "a"
+            return NameTaken(f"{article} {self.table.name} with {shown} already exists{where}")
+        if "FOREIGN KEY" in message:
+            return ConstraintViolation(
+                f"this change to {self.table.name} would leave a reference to a row that "
+                "does not exist")
+        return ConstraintViolation(f"{self.table.name}: {message}")
+
+
+def _nullable(check):
+    return lambda value: None if value is None else check(value)
+
+
+def _ref(what):
+    return _nullable(lambda value: v.check_id(value, what))
+
+
+class Users(Collection):
+    table_name = "user"
+    settable = {"name": v.check_name, "email": v.check_email}
+
+    def create(self, name: str, email: str | None = None, id: str | None = None) -> v.Record:
+        values = self.checked({"name": name, "email": email})
+        if id is not None:
+            values["id"] = v.check_id(id)
+        return self.insert(values)
+
+
+class Accesses(Collection):
+    table_name = "access"
+    settable = {"public": lambda r: v.check_role(r, "public", nullable=True),
+                "webhook": v.check_webhook}
+
+    def create(self, public: str | None = None, webhook: str | None = None) -> v.Record:
+        values = self.checked({"public": public, "webhook": webhook})
+        tokens = {f"{role}Token": v.new_token() for role in v.ROLES}
+        return self.insert({**values, **tokens})
+
+    def regenerate_token(self, id: str, role: str) -> v.Record:
+        """Replace the access's token for `role`; the old one stops working at once."""
+        column = f"{v.check_role(role)}Token"
+        with self.store.transaction():
+            self.get(id)
+            self.write_update(id, {column: v.new_token()})
+            return self.get(id)
+
+
+class _OwnsAccess(Collection):
+    """Entities created together with their own access (SPEC: one access each)."""
+
+    def insert_with_access(self, values: dict, public=None, webhook=None) -> v.Record:
+        with self.store.transaction():
+            access = self.store.accesses.create(public=public, webhook=webhook)
+            return self.insert({**values, "accessId": access["id"]})
+
+
+class Organizations(_OwnsAccess):
+    table_name = "organization"
+    settable = {"name": v.check_name, "ownerId": _ref("ownerId")}
+    references = {"ownerId": "user"}
+
+    def create(self, name: str, owner_id: str | None = None, public: str | None = None,
+               webhook: str | None = None) -> v.Record:
+        values = self.checked({"name": name, "ownerId": owner_id})
+        return self.insert_with_access(values, public, webhook)
+
+
+class Teams(_OwnsAccess):
+    table_name = "team"
+    settable = {"name": v.check_name, "organizationId": lambda i: v.check_id(i, "organizationId")}
+    references = {"organizationId": "organization"}
+
+    def create(self, organization_id: str, name: str, members: list[str] = (),
+               public: str | None = None, webhook: str | None = None) -> v.Record:
+        values = self.checked({"name": name, "organizationId": organization_id})
+        with self.store.transaction():
+            team = self.insert_with_access(values, public, webhook)
+            for user_id in members:
+                self.store.team_members.create(team["id"], user_id)
+            return team
+
+    def add_member(self, team_id: str, user_id: str) -> v.Record:
+        return self.store.team_members.create(team_id, user_id)
+
+    def remove_member(self, team_id: str, user_id: str) -> v.Record:
+        return self.store.team_members.delete(team_id, user_id)
+
+    def members(self, team_id: str) -> list[v.Record]:
+        return self.store.users.list(where={"teams": {"id": {"_eq": v.check_id(team_id)}}})
+
+
+class TeamMembers(Collection):
+    table_name = "team_member"
+    settable = {"teamId": lambda i: v.check_id(i, "teamId"),
+                "userId": lambda i: v.check_id(i, "userId")}
+    references = {"teamId": "team", "userId": "user"}
+
+    def create(self, team_id: str, user_id: str) -> v.Record:
+        values = self.checked({"teamId": team_id, "userId": user_id})
+        stamp = v.now()
+        with self.store.transaction():
+            self._run('INSERT INTO team_member (teamId, userId, createdAt, updatedAt) '
+                      'VALUES (?, ?, ?, ?)', [values["teamId"], values["userId"], stamp, stamp],
+                      {"userId": user_id})
+            return self.get(team_id, user_id)
+
+    def get(self, team_id: str, user_id: str) -> v.Record:  # type: ignore[override]
+        rows = self.list(teamId=v.check_id(team_id), userId=v.check_id(user_id))
+        if not rows:
+            raise NotFound(f"user {user_id} is not a member of team {team_id}")
+        return rows[0]
+
+    def delete(self, team_id: str, user_id: str) -> v.Record:  # type: ignore[override]
+        with self.store.transaction():
+            row = self.get(team_id, user_id)
+            self.db.execute("DELETE FROM team_member WHERE teamId = ? AND userId = ?",
+                            (row["teamId"], row["userId"]))
+            return row
+
+    def update(self, *args, **kwargs):
+        raise InvalidValue("a team membership has nothing to update: delete and create it")
+
+
+class Memberships(Collection):
+    table_name = "membership"
+    settable = {"accessId": lambda i: v.check_id(i, "accessId"), "userId": _ref("userId"),
+                "teamId": _ref("teamId"), "role": v.check_role, "webhook": v.check_webhook,
+                "follow": lambda f: v.check_bool(f, "follow")}
+    references = {"accessId": "access", "userId": "user", "teamId": "team"}
+
+    def create(self, access_id: str, role: str, user_id: str | None = None,
+               team_id: str | None = None, webhook: str | None = None,
+               follow: bool = False) -> v.Record:
+        if (user_id is None) == (team_id is None):
+            raise InvalidValue("a membership names exactly one of user_id or team_id")
+        values = self.checked({"accessId": access_id, "role": role, "userId": user_id,
+                               "teamId": team_id, "webhook": webhook, "follow": follow})
+        return self.insert(values)
+
+    def update(self, id: str, **changes) -> v.Record:
+        if {v.camel(k) for k in changes} & {"accessId", "userId", "teamId"}:
+            raise InvalidValue("a membership's access, user and team cannot change: "
+                               "delete it and create another")
+        return super().update(id, **changes)

@@ -1,0 +1,212 @@
+"""Hasura's `where` and `order_by` compiled to SQL, so filtering and sorting run in
+SQLite, not in Python. Shared by the Python API and the GraphQL layer.
+
+A `Scope` adds the access rules: for each table it names, the compiled SQL gets a
+visibility predicate, in relationships and nested filters too."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any, Callable
+
+from .errors import InvalidValue
+from .tables import BLOB, BOOL, JSON, TABLES, ArrayRel, ObjectRel, Table
+
+# visibility(table, alias) -> (sql, params) or None for "no restriction"
+Visibility = Callable[[Table, str], "tuple[str, list] | None"]
+
+COMPARISONS = {"_eq": "=", "_neq": "<>", "_gt": ">", "_gte": ">=", "_lt": "<", "_lte": "<="}
+ORDER = {
+    "asc": "ASC NULLS LAST", "asc_nulls_last": "ASC NULLS LAST",
+    "asc_nulls_first": "ASC NULLS FIRST", "desc": "DESC NULLS FIRST",
+    "desc_nulls_first": "DESC NULLS FIRST", "desc_nulls_last": "DESC NULLS LAST",
+}
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Compiler:
+    """Compiles for one statement; numbers its table aliases so nested EXISTS
+    subqueries never clash."""
+
+    def __init__(self, visibility: Visibility | None = None):
+        self.visibility = visibility
+        self.params: list[Any] = []
+        self._aliases = itertools.count()
+
+    def alias(self) -> str:
+        return f"t{next(self._aliases)}"
+
+    def visible(self, table: Table, alias: str) -> str | None:
+        if self.visibility is None:
+            return None
+        rule = self.visibility(table, alias)
+        if rule is None:
+            return None
+        sql, params = rule
+        self.params.extend(params)
+        return sql
+
+    # -- where ---------------------------------------------------------------------
+
+    def where(self, table: Table, alias: str, where: dict | None) -> str:
+        """SQL for `where` on rows of `table` named `alias` (empty means true)."""
+        if not where:
+            return "1"
+        if not isinstance(where, dict):
+            raise InvalidValue(f"a where expression must be an object, not {where!r}")
+        parts = [self._term(table, alias, key, value) for key, value in where.items()]
+        return " AND ".join(f"({p})" for p in parts)
+
+    def _term(self, table: Table, alias: str, key: str, value: Any) -> str:
+        if key == "_and":
+            return " AND ".join(f"({self.where(table, alias, w)})" for w in _listed(value)) or "1"
+        if key == "_or":
+            return " OR ".join(f"({self.where(table, alias, w)})" for w in _listed(value)) or "0"
+        if key == "_not":
+            return f"NOT ({self.where(table, alias, value)})"
+        if key in table.objects or key in table.arrays:
+            return self._exists(table, alias, key, value)
+        if key in table.columns and key not in table.hidden:
+            return self._column(table, alias, key, value)
+        raise InvalidValue(f"{table.name} has no field {key!r} to filter on")
+
+    def _exists(self, table: Table, alias: str, key: str, value: dict) -> str:
+        rel = table.objects.get(key) or table.arrays[key]
+        target = TABLES[rel.table]
+        inner = self.alias()
+        conditions = [self.join_condition(rel, alias, inner)]
+        visible = self.visible(target, inner)
+        if visible:
+            conditions.append(visible)
+        conditions.append(self.where(target, inner, value))
+        source = self.source(rel, inner)
+        return f"EXISTS (SELECT 1 FROM {source} WHERE {' AND '.join(conditions)})"
+
+    @staticmethod
+    def source(rel: ObjectRel | ArrayRel, inner: str) -> str:
+        target = TABLES[rel.table]
+        if isinstance(rel, ArrayRel) and rel.through:
+            join_table, _, to_col = rel.through
+            return (f"{q(join_table)} {inner}_j JOIN {target.quoted} {inner} "
+                    f"ON {inner}.id = {inner}_j.{q(to_col)}")
+        return f"{target.quoted} {inner}"
+
+    @staticmethod
+    def join_condition(rel: ObjectRel | ArrayRel, outer: str, inner: str) -> str:
+        if isinstance(rel, ArrayRel) and rel.through:
+            _, from_col, _ = rel.through
+            return f"{inner}_j.{q(from_col)} = {outer}.{q(rel.column)}"
+        return f"{inner}.{q(rel.remote)} = {outer}.{q(rel.column)}"
+
+    def _column(self, table: Table, alias: str, column: str, ops: Any) -> str:
+        if not isinstance(ops, dict) or not ops:
+            raise InvalidValue(
+                f"filter on {table.name}.{column} must be an object of operators such as "
+                f"{{_eq: ...}}, not {ops!r}")
+        kind = table.columns[column]
+        ref = f"{alias}.{q(column)}"
+        parts = []
+        for op, value in ops.items():
+            if op == "_is_null":
+                parts.append(f"{ref} IS {'' if value else 'NOT '}NULL")
+                continue
+            if value is None:
+                raise InvalidValue(f"{op} on {table.name}.{column} needs a value; "
+                                   "use _is_null to test for null")
+            if op in COMPARISONS:
+                parts.append(f"{ref} {COMPARISONS[op]} {self._param(kind, value)}")
+            elif op in ("_in", "_nin"):
+                values = _listed(value)
+                listed = ", ".join(self._param(kind, v) for v in values)
+                if not values:
+                    parts.append("0" if op == "_in" else "1")
+                else:
+                    parts.append(f"{ref} {'NOT ' if op == '_nin' else ''}IN ({listed})")
+            elif op in ("_like", "_nlike"):
+                parts.append(f"{ref} {'NOT ' if op == '_nlike' else ''}LIKE {self._param(kind, value)}")
+            elif op in ("_ilike", "_nilike"):
+                negate = "NOT " if op == "_nilike" else ""
+                parts.append(f"lower({ref}) {negate}LIKE lower({self._param(kind, value)})")
+            else:
+                raise InvalidValue(f"unknown operator {op!r} on {table.name}.{column}")
+        return " AND ".join(parts)
+
+    def _param(self, kind: str, value: Any) -> str:
+        if kind == BOOL:
+            if not isinstance(value, bool):
+                raise InvalidValue(f"expected true or false, not {value!r}")
+            value = int(value)
+        elif kind == JSON:
+            self.params.append(json.dumps(value))
+            return "json(?)"
+        elif kind == BLOB:
+            raise InvalidValue("binary columns cannot be compared")
+        elif isinstance(value, (dict, list)):
+            raise InvalidValue(f"expected a scalar value, not {value!r}")
+        self.params.append(value)
+        return "?"
+
+    # -- order_by ------------------------------------------------------------------
+
+    def order_by(self, table: Table, alias: str, order_by: Any) -> str:
+        """SQL ORDER BY terms (without the keywords), always ending with the key so
+        that paging with limit/offset is stable."""
+        terms = []
+        for item in _listed(order_by) if order_by else []:
+            if not isinstance(item, dict):
+                raise InvalidValue(f"order_by items must be objects, not {item!r}")
+            for key, direction in item.items():
+                terms.append(" ".join(self._order_term(table, alias, key, direction)))
+        terms.extend(f"{alias}.{q(k)} ASC" for k in table.key)
+        return ", ".join(terms)
+
+    def _order_term(self, table: Table, alias: str, key: str, direction: Any) -> tuple[str, str]:
+        """(expression, ordering) for one order_by entry; object relationships order
+        by a correlated subquery on the related row."""
+        if key in table.objects:
+            if not isinstance(direction, dict) or len(direction) != 1:
+                raise InvalidValue(f"order_by on {key} takes one field of {key}")
+            rel = table.objects[key]
+            target = TABLES[rel.table]
+            inner = self.alias()
+            [(field, sub_direction)] = direction.items()
+            expression, order = self._order_term(target, inner, field, sub_direction)
+            return (f"(SELECT {expression} FROM {target.quoted} {inner} "
+                    f"WHERE {self.join_condition(rel, alias, inner)})", order)
+        if key not in table.columns or key in table.hidden:
+            raise InvalidValue(f"{table.name} has no field {key!r} to order by")
+        if direction not in ORDER:
+            raise InvalidValue(f"order direction must be one of {', '.join(ORDER)}, not {direction!r}")
+        return f"{alias}.{q(key)}", ORDER[direction]
+
+
+def _listed(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def select_sql(table: Table, where: dict | None = None, order_by: Any = None,
+               limit: int | None = None, offset: int | None = None,
+               visibility: Visibility | None = None, columns: str | None = None):
+    """A complete SELECT over `table` and its parameters."""
+    compiler = Compiler(visibility)
+    alias = compiler.alias()
+    conditions = [c for c in [compiler.visible(table, alias),
+                              compiler.where(table, alias, where)] if c]
+    sql = (f"SELECT {columns or alias + '.*'} FROM {table.quoted} {alias} "
+           f"WHERE {' AND '.join(conditions)} ORDER BY {compiler.order_by(table, alias, order_by)}")
+    sql += paging(limit, offset, compiler.params)
+    return sql, compiler.params
+
+
+def paging(limit: int | None, offset: int | None, params: list) -> str:
+    if limit is None and not offset:
+        return ""
+    for name, value in (("limit", limit), ("offset", offset)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise InvalidValue(f"{name} must be a non-negative integer, not {value!r}")
+    params.extend([-1 if limit is None else limit, offset or 0])
+    return " LIMIT ? OFFSET ?"
