@@ -32,6 +32,27 @@ def main():
     """clustore-lite: Clustore's team data and chunked Arrow dataframes in one SQLite file."""
 
 
+@main.command("serve")
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8001, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Fill the store with a small example first.")
+def serve(db, host, port, demo):
+    """Serve DB (created if missing) as Clustore's GraphQL API on http://HOST:PORT."""
+    import uvicorn
+
+    from .server import create_app
+
+    if demo:
+        from . import demo as demo_data
+
+        with Store(db) as store:
+            demo_data.fill(store)
+    app = create_app(db)
+    click.echo(f"serving {db} on http://{host}:{port}/v1/graphql", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", ws="websockets-sansio")
+
+
 def _organization(store: Store, name_or_id: str, create: bool):
     rows = store.organizations.list(name=name_or_id)
     if not rows:

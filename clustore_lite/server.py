@@ -1,0 +1,193 @@
+"""The HTTP side: Starlette routes for GraphQL (HTTP and both WebSocket subprotocols),
+the IDE page, ping, and dataframes as Arrow IPC streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from importlib import resources
+
+import apsw
+from ariadne.asgi import GraphQL
+from ariadne.asgi.handlers import GraphQLTransportWSHandler, GraphQLWSHandler
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+
+from . import arrow_codec as codec
+from . import storage
+from .errors import ClustoreError, InvalidValue, NotFound, PermissionDenied
+from .graphql import Changes, build_schema, format_error
+from .store import Store
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+POLL_SECONDS = 0.05
+MAX_BODY_BYTES = 256 << 20
+
+
+class Server:
+    """One store served: the Starlette app and what its handlers share."""
+
+    def __init__(self, path: str, max_body_bytes: int = MAX_BODY_BYTES):
+        self.store = Store(path)
+        self.changes = Changes()
+        self.max_body_bytes = max_body_bytes
+        schema = build_schema()
+        common = dict(context_value=self.context, error_formatter=format_error)
+        self.graphql_http = GraphQL(schema, **common, websocket_handler=GraphQLTransportWSHandler())
+        self.graphql_ws = GraphQL(schema, **common, websocket_handler=GraphQLWSHandler())
+        self.app = Starlette(
+            routes=[
+                Route("/ping", self.ping),
+                Route("/v1/graphql", self.graphql, methods=["GET", "POST"]),
+                WebSocketRoute("/v1/graphql", self.websocket),
+                Route("/v1/dataframes/{id}.arrow", self.read_arrow),
+                Route("/v1/dataframes/{id}/chunks", self.append_arrow, methods=["POST"]),
+            ],
+            lifespan=self.lifespan,
+        )
+
+    def context(self, request, data=None) -> dict:
+        return {"store": self.store, "changes": self.changes, "request": request}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app):
+        watcher = asyncio.create_task(self._watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            self.store.close()
+
+    async def _watch(self) -> None:
+        """Bump `changes` whenever any connection, in any process, commits."""
+        conn = storage.connect(self.store.path)
+        try:
+            last = conn.execute("PRAGMA data_version").fetchone()[0]
+            while True:
+                await asyncio.sleep(POLL_SECONDS)
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != last:
+                    last = version
+                    self.changes.bump()
+        finally:
+            conn.close()
+
+    async def ping(self, request: Request):
+        return PlainTextResponse("pong")
+
+    async def graphql(self, request: Request):
+        if request.method == "GET":
+            return HTMLResponse(ide_page())
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return _error(413, "validation-failed", "request body too large")
+        return await self.graphql_http.handle_request(request)
+
+    async def websocket(self, websocket):
+        offered = websocket.scope.get("subprotocols") or []
+        app = self.graphql_ws if "graphql-ws" in offered and "graphql-transport-ws" not in offered \
+            else self.graphql_http
+        await app.handle_websocket(websocket)
+
+    async def read_arrow(self, request: Request):
+        frame_id = request.path_params["id"]
+        try:
+            chunk_ids, schema = await run_in_threadpool(self._frame_for_reading, request, frame_id)
+        except ClustoreError as error:
+            return _clustore_error(error)
+        return StreamingResponse(_stream_chunks(self.store.path, chunk_ids, schema),
+                                 media_type=ARROW_STREAM)
+
+    def _frame_for_reading(self, request, frame_id):
+        store = self.store
+        store.dataframes.get(frame_id)
+        schema = store.dataframes.schema(frame_id)
+        chunks = [c["id"] for c in store.dataframes.chunks(frame_id)]
+        return chunks, schema
+
+    async def append_arrow(self, request: Request):
+        frame_id = request.path_params["id"]
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > self.max_body_bytes:
+                return _error(413, "validation-failed", "request body too large")
+        try:
+            frame = await run_in_threadpool(self._append, frame_id, bytes(body))
+        except ClustoreError as error:
+            return _clustore_error(error)
+        return JSONResponse({"id": frame["id"], "rows": frame["rows"], "size": frame["size"]})
+
+    def _append(self, frame_id: str, body: bytes):
+        self.store.dataframes.get(frame_id)
+        batches = codec.decode(body)  # the whole stream is checked before anything is written
+        if not batches:
+            raise InvalidValue("the Arrow stream holds no record batch")
+        return self.store.dataframes.append(frame_id, batches)
+
+
+def _stream_chunks(path: str, chunk_ids: list[str], schema):
+    """The dataframe's chunks as one Arrow IPC stream, read one BLOB at a time from a
+    connection of its own, in one read transaction (a consistent snapshot)."""
+    conn = storage.connect(path)
+    try:
+        conn.execute("BEGIN")
+        sent_schema = False
+        if not chunk_ids and schema is not None:
+            yield bytes(_schema_message(schema))
+            sent_schema = True
+        for chunk_id in chunk_ids:
+            row = conn.execute("SELECT data FROM chunk WHERE id = ?", (chunk_id,)).fetchone()
+            if row is None:
+                continue
+            head, messages = codec.stream_parts(row[0])
+            if not sent_schema:
+                yield bytes(head)
+                sent_schema = True
+            yield bytes(messages)
+        if sent_schema:
+            yield codec.END_OF_STREAM
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def _schema_message(schema) -> memoryview:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema):
+        pass
+    head, _ = codec.stream_parts(sink.getvalue().to_pybytes())
+    return head
+
+
+STATUS = {NotFound: 404, PermissionDenied: 403}
+
+
+def _clustore_error(error: ClustoreError):
+    status = next((code for cls, code in STATUS.items() if isinstance(error, cls)), 400)
+    return _error(status, error.code, str(error))
+
+
+def _error(status: int, code: str, message: str):
+    return JSONResponse({"error": message, "code": code}, status_code=status)
+
+
+def ide_page() -> str:
+    return resources.files(__package__).joinpath("static/ide.html").read_text()
+
+
+def create_app(path: str, **options) -> Starlette:
+    return Server(path, **options).app
+
+
+def dumps(value) -> str:
+    return json.dumps(value)
+
+
+__all__ = ["Server", "create_app", "apsw"]
