@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,39 @@ def _identity(value: Any) -> Any:
     return value
 
 
+def _parse_uuid(value: Any) -> str:
+    from .values import check_id
+
+    try:
+        return check_id(value)
+    except ClustoreError as error:
+        raise ValueError(str(error)) from None
+
+
+def _parse_timestamp(value: Any) -> str:
+    from datetime import datetime
+
+    if not isinstance(value, str):
+        raise ValueError(f"a timestamptz is an ISO-8601 string, not {value!r}")
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO-8601 timestamp") from None
+    return value
+
+
+def _parse_bigint(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**63:
+        raise ValueError(f"a bigint is a 64-bit integer, not {value!r}")
+    return value
+
+
+def _literal(parse):
+    def parse_literal(node, variables=None):
+        return parse(_parse_literal(node, variables))
+    return parse_literal
+
+
 def _parse_literal(node, variables=None) -> Any:
     from graphql import value_from_ast_untyped
 
@@ -125,12 +159,12 @@ def build_schema():
             subscription.set_source(field, _subscription_source(table_name, kind))
             subscription.set_field(field, lambda answer, *_, **__: answer)
         mutations.bind(mutation, table_name)
-    scalars = []
-    for name in ("uuid", "timestamptz", "jsonb", "bigint"):
-        scalar = ScalarType(name, serializer=_identity, value_parser=_identity)
-        if name == "jsonb":
-            scalar.set_literal_parser(_parse_literal)
-        scalars.append(scalar)
+    scalars = [ScalarType("jsonb", serializer=_identity, value_parser=_identity,
+                          literal_parser=_parse_literal)]
+    for name, parse in (("uuid", _parse_uuid), ("timestamptz", _parse_timestamp),
+                        ("bigint", _parse_bigint)):
+        scalars.append(ScalarType(name, serializer=_identity, value_parser=parse,
+                                  literal_parser=_literal(parse)))
     schema = make_executable_schema(schema_text(), query, subscription, mutation, *scalars)
     for gql_type in schema.type_map.values():
         if isinstance(gql_type, GraphQLObjectType) and not gql_type.name.startswith("__"):
@@ -158,21 +192,42 @@ class Changes:
             await self._event.wait()
 
 
+def error_code(error: GraphQLError) -> str:
+    """Hasura's code for an error: the store's own, validation-failed for anything
+    wrong with the request itself (parse, validation, variables: no path), else
+    unexpected."""
+    original = error.original_error
+    while isinstance(original, GraphQLError) and original.original_error is not None:
+        original = original.original_error
+    if isinstance(original, ClustoreError):
+        return original.code
+    if error.path is None:
+        return "validation-failed"
+    return "unexpected"
+
+
 def format_error(error: GraphQLError, debug: bool = False) -> dict:
     """Every error carries a code (Hasura's where one fits); never a stack trace."""
     formatted = error.formatted
     extensions = dict(formatted.get("extensions") or {})
-    original = error.original_error
-    if "code" not in extensions:
-        if isinstance(original, ClustoreError):
-            extensions["code"] = original.code
-        elif original is None:
-            extensions["code"] = "validation-failed"
-        else:
-            extensions["code"] = "unexpected"
-            formatted["message"] = f"unexpected error: {type(original).__name__}: {original}"
+    extensions.setdefault("code", error_code(error))
+    if extensions["code"] == "unexpected":
+        formatted["message"] = f"unexpected error: {error.message}"
     formatted["extensions"] = extensions
     return formatted
+
+
+class ExpectedErrors(logging.Filter):
+    """Log only unexpected errors: a bad request or a refused write is the caller's
+    business, answered in the response, not a server fault worth a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, GraphQLError) and error_code(error) != "unexpected")
+
+
+LOGGER = logging.getLogger("clustore_lite.graphql")
+LOGGER.addFilter(ExpectedErrors())
 
 
 def dumps(value: Any) -> str:

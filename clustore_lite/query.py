@@ -169,7 +169,7 @@ class Compiler:
                 raise InvalidValue(f"order_by items must be objects, not {item!r}")
             for key, direction in item.items():
                 terms.append(" ".join(self._order_term(table, alias, key, direction)))
-        terms.extend(f"{alias}.{q(k)} ASC" for k in table.key)
+        terms.extend(f"{alias}.{q(k)} ASC" for k in (*table.default_order, *table.key))
         return ", ".join(terms)
 
     def _order_term(self, table: Table, alias: str, key: str, direction: Any) -> tuple[str, str]:

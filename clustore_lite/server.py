@@ -20,7 +20,7 @@ from starlette.routing import Route, WebSocketRoute
 from . import arrow_codec as codec
 from . import storage
 from .errors import ClustoreError, InvalidValue, NotFound, PermissionDenied
-from .graphql import Changes, build_schema, format_error
+from .graphql import LOGGER, Changes, build_schema, format_error
 from .store import Store
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -36,7 +36,7 @@ class Server:
         self.changes = Changes()
         self.max_body_bytes = max_body_bytes
         schema = build_schema()
-        common = dict(context_value=self.context, error_formatter=format_error)
+        common = dict(context_value=self.context, error_formatter=format_error, logger=LOGGER)
         self.graphql_http = GraphQL(schema, **common, websocket_handler=GraphQLTransportWSHandler())
         self.graphql_ws = GraphQL(schema, **common, websocket_handler=GraphQLWSHandler())
         self.app = Starlette(
