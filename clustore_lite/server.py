@@ -28,6 +28,32 @@ POLL_SECONDS = 0.05
 MAX_BODY_BYTES = 256 << 20
 
 
+class LegacyWSHandler(GraphQLWSHandler):
+    """Ariadne's graphql-ws handler, stopping a subscription by cancelling the task
+    that reads it before closing it (closing an async generator another task is
+    iterating raises "already running")."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._readers: dict[tuple[int, str], asyncio.Task] = {}
+
+    async def observe_async_results(self, websocket, results, operation_id):
+        key = (id(websocket), operation_id)
+        self._readers[key] = asyncio.current_task()
+        try:
+            await super().observe_async_results(websocket, results, operation_id)
+        finally:
+            self._readers.pop(key, None)
+
+    async def stop_websocket_operation(self, websocket, operation):
+        reader = self._readers.pop((id(websocket), operation.id), None)
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        await super().stop_websocket_operation(websocket, operation)
+
+
 class Server:
     """One store served: the Starlette app and what its handlers share."""
 
@@ -38,7 +64,7 @@ class Server:
         schema = build_schema()
         common = dict(context_value=self.context, error_formatter=format_error, logger=LOGGER)
         self.graphql_http = GraphQL(schema, **common, websocket_handler=GraphQLTransportWSHandler())
-        self.graphql_ws = GraphQL(schema, **common, websocket_handler=GraphQLWSHandler())
+        self.graphql_ws = GraphQL(schema, **common, websocket_handler=LegacyWSHandler())
         self.app = Starlette(
             routes=[
                 Route("/ping", self.ping),
