@@ -29,7 +29,7 @@ class Selection:
     def __init__(self, info, compiler: Compiler, column_sql=None):
         self.info = info
         self.compiler = compiler
-        self.column_hook = column_sql  # (table, alias, column) -> SQL, to mask columns
+        self.column_hook = column_sql  # (compiler, table, alias, column) -> SQL, masks columns
 
     # -- collecting fields ----------------------------------------------------------
 
@@ -107,7 +107,8 @@ class Selection:
     def column_json(self, table: Table, alias: str, column: str, nodes) -> str:
         if column not in table.columns:
             raise InvalidValue(f"{table.name} has no field {column!r}")
-        ref = self.column_hook(table, alias, column) if self.column_hook else f"{alias}.{q(column)}"
+        ref = (self.column_hook(self.compiler, table, alias, column) if self.column_hook
+               else f"{alias}.{q(column)}")
         if (table.name, column) == ("chunk", "data"):
             return f"json(clustore_chunk_rows({ref}))"
         if table.columns[column] == BOOL:

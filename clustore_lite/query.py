@@ -198,10 +198,13 @@ def _listed(value: Any) -> list:
 
 def select_sql(table: Table, where: dict | None = None, order_by: Any = None,
                limit: int | None = None, offset: int | None = None,
-               visibility: Visibility | None = None, columns: str | None = None):
-    """A complete SELECT over `table` and its parameters."""
+               visibility: Visibility | None = None, columns=None):
+    """A complete SELECT over `table` and its parameters; `columns` is SQL text or
+    a callable (compiler, alias) -> SQL text."""
     compiler = Compiler(visibility)
     alias = compiler.alias()
+    if callable(columns):
+        columns = columns(compiler, alias)
     conditions = [c for c in [compiler.visible(table, alias),
                               compiler.where(table, alias, where)] if c]
     sql = (f"SELECT {columns or alias + '.*'} FROM {table.quoted} {alias} "

@@ -19,6 +19,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from . import arrow_codec as codec
 from . import storage
+from .auth import Authenticator, AuthError
 from .errors import ClustoreError, InvalidValue, NotFound, PermissionDenied
 from .graphql import LOGGER, Changes, build_schema, format_error
 from .store import Store
@@ -57,14 +58,18 @@ class LegacyWSHandler(GraphQLWSHandler):
 class Server:
     """One store served: the Starlette app and what its handlers share."""
 
-    def __init__(self, path: str, max_body_bytes: int = MAX_BODY_BYTES):
+    def __init__(self, path: str, max_body_bytes: int = MAX_BODY_BYTES,
+                 admin_secret: str | None = None, jwt_secret: str | None = None):
         self.store = Store(path)
+        self.auth = Authenticator.from_environment(self.store, admin_secret, jwt_secret)
         self.changes = Changes()
         self.max_body_bytes = max_body_bytes
         schema = build_schema()
         common = dict(context_value=self.context, error_formatter=format_error, logger=LOGGER)
-        self.graphql_http = GraphQL(schema, **common, websocket_handler=GraphQLTransportWSHandler())
-        self.graphql_ws = GraphQL(schema, **common, websocket_handler=LegacyWSHandler())
+        self.graphql_http = GraphQL(schema, **common, websocket_handler=GraphQLTransportWSHandler(
+            on_connect=self.on_connect))
+        self.graphql_ws = GraphQL(schema, **common, websocket_handler=LegacyWSHandler(
+            on_connect=self.on_connect))
         self.app = Starlette(
             routes=[
                 Route("/ping", self.ping),
@@ -77,7 +82,21 @@ class Server:
         )
 
     def context(self, request, data=None) -> dict:
-        return {"store": self.store, "changes": self.changes, "request": request}
+        store = request.scope.get("clustore.store", self.store)
+        return {"store": store, "changes": self.changes, "request": request}
+
+    async def caller_store(self, connection, extra_headers: dict | None = None) -> Store:
+        """The caller's view of the store, from the request's headers; kept in the
+        ASGI scope for the GraphQL context."""
+        headers = {**dict(connection.headers), **{k.lower(): v for k, v in (extra_headers or {}).items()}}
+        store = await run_in_threadpool(self.auth.store_for, headers)
+        connection.scope["clustore.store"] = store
+        return store
+
+    async def on_connect(self, websocket, payload) -> None:
+        """WebSocket clients (Hasura's included) send headers in connection_init."""
+        headers = (payload or {}).get("headers") if isinstance(payload, dict) else None
+        await self.caller_store(websocket, headers if isinstance(headers, dict) else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
@@ -111,6 +130,11 @@ class Server:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
             return _error(413, "validation-failed", "request body too large")
+        try:
+            await self.caller_store(request)
+        except AuthError as error:
+            return JSONResponse({"errors": [{"message": str(error), "extensions": {"code": error.code}}]},
+                                status_code=401)
         return await self.graphql_http.handle_request(request)
 
     async def websocket(self, websocket):
@@ -122,18 +146,12 @@ class Server:
     async def read_arrow(self, request: Request):
         frame_id = request.path_params["id"]
         try:
-            chunk_ids, schema = await run_in_threadpool(self._frame_for_reading, request, frame_id)
+            store = await self.caller_store(request)
+            chunk_ids, schema = await run_in_threadpool(_frame_for_reading, store, frame_id)
         except ClustoreError as error:
             return _clustore_error(error)
         return StreamingResponse(_stream_chunks(self.store.path, chunk_ids, schema),
                                  media_type=ARROW_STREAM)
-
-    def _frame_for_reading(self, request, frame_id):
-        store = self.store
-        store.dataframes.get(frame_id)
-        schema = store.dataframes.schema(frame_id)
-        chunks = [c["id"] for c in store.dataframes.chunks(frame_id)]
-        return chunks, schema
 
     async def append_arrow(self, request: Request):
         frame_id = request.path_params["id"]
@@ -143,17 +161,26 @@ class Server:
             if len(body) > self.max_body_bytes:
                 return _error(413, "validation-failed", "request body too large")
         try:
-            frame = await run_in_threadpool(self._append, frame_id, bytes(body))
+            store = await self.caller_store(request)
+            frame = await run_in_threadpool(_append, store, frame_id, bytes(body))
         except ClustoreError as error:
             return _clustore_error(error)
         return JSONResponse({"id": frame["id"], "rows": frame["rows"], "size": frame["size"]})
 
-    def _append(self, frame_id: str, body: bytes):
-        self.store.dataframes.get(frame_id)
-        batches = codec.decode(body)  # the whole stream is checked before anything is written
-        if not batches:
-            raise InvalidValue("the Arrow stream holds no record batch")
-        return self.store.dataframes.append(frame_id, batches)
+
+def _frame_for_reading(store: Store, frame_id: str):
+    store.dataframes.get(frame_id)
+    schema = store.dataframes.schema(frame_id)
+    chunks = [c["id"] for c in store.dataframes.chunks(frame_id)]
+    return chunks, schema
+
+
+def _append(store: Store, frame_id: str, body: bytes):
+    store.dataframes.get(frame_id)
+    batches = codec.decode(body)  # the whole stream is checked before anything is written
+    if not batches:
+        raise InvalidValue("the Arrow stream holds no record batch")
+    return store.dataframes.append(frame_id, batches)
 
 
 def _stream_chunks(path: str, chunk_ids: list[str], schema):
@@ -192,7 +219,7 @@ def _schema_message(schema) -> memoryview:
     return head
 
 
-STATUS = {NotFound: 404, PermissionDenied: 403}
+STATUS = {NotFound: 404, PermissionDenied: 403, AuthError: 401}
 
 
 def _clustore_error(error: ClustoreError):
