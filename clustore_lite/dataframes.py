@@ -40,7 +40,7 @@ class Dataframes(Collection):
             frame = self.insert(values, authorize=False)
             if data is not None:
                 self._write(frame, data, chunk_rows)
-            return self.get(frame["id"])
+            return self.get_unfiltered(frame["id"])
 
     def append(self, id: str, data: Any, chunk_rows: int = codec.DEFAULT_CHUNK_ROWS) -> v.Record:
         """Add rows at the end. Their schema must be the dataframe's (the first append

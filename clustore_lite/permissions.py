@@ -53,7 +53,7 @@ class Rules:
 
     def insert_membership(self, values: dict) -> None:
         role = values["role"]
-        self._need("access", values["accessId"], ROLE_FOR[role], f"inviting a {role}")
+        self._need("access", values["accessId"], ROLE_FOR[role], f"inviting {_a(role)}")
 
     def insert_tracking(self, values: dict) -> dict:
         me = self.caller.require_user("recording a tracking")
@@ -97,7 +97,7 @@ class Rules:
     def update_membership(self, row: dict, changes: dict) -> None:
         highest = max(LEVELS[row["role"]], LEVELS.get(changes.get("role"), 0))
         role = {level: name for name, level in LEVELS.items()}[highest]
-        self._need("access", row["accessId"], role, f"changing a {role} membership")
+        self._need("access", row["accessId"], role, f"changing {_a(role)} membership")
 
     def update_dataframe(self, row: dict, changes: dict) -> None:
         self._on_owner(row["id"], "contributor", "changing a dataframe")
@@ -151,3 +151,7 @@ class Rules:
         if owner is None:
             raise PermissionDenied(f"{doing} on a dataframe of no dataset or task needs the store admin")
         self._need(owner[0], owner[1], role, doing)
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
