@@ -41,7 +41,9 @@ def main():
               "(env CLUSTORE_ADMIN_SECRET). Without one, only 127.0.0.1 may be served.")
 @click.option("--jwt-secret", envvar="CLUSTORE_JWT_SECRET",
               help="HS256 secret of users' JWTs (env CLUSTORE_JWT_SECRET).")
-def serve(db, host, port, demo, admin_secret, jwt_secret):
+@click.option("--max-body-mb", default=256, show_default=True, type=int,
+              help="Largest request body accepted (413 beyond).")
+def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb):
     """Serve DB (created if missing) as Clustore's GraphQL API on http://HOST:PORT."""
     import uvicorn
 
@@ -57,7 +59,8 @@ def serve(db, host, port, demo, admin_secret, jwt_secret):
 
         with Store(db) as store:
             demo_data.fill(store)
-    app = create_app(db, admin_secret=admin_secret, jwt_secret=jwt_secret)
+    app = create_app(db, admin_secret=admin_secret, jwt_secret=jwt_secret,
+                     max_body_bytes=max_body_mb << 20)
     click.echo(f"serving {db} on http://{host}:{port}/v1/graphql", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", ws="websockets-sansio")
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from importlib import resources
 
-import apsw
 from ariadne.asgi import GraphQL
 from ariadne.asgi.handlers import GraphQLTransportWSHandler, GraphQLWSHandler
 from starlette.applications import Starlette
@@ -22,6 +20,7 @@ from . import storage
 from .auth import Authenticator, AuthError
 from .errors import ClustoreError, InvalidValue, NotFound, PermissionDenied
 from .graphql import LOGGER, Changes, build_schema, format_error
+from .limits import limits_rule
 from .store import Store
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -65,7 +64,8 @@ class Server:
         self.changes = Changes()
         self.max_body_bytes = max_body_bytes
         schema = build_schema()
-        common = dict(context_value=self.context, error_formatter=format_error, logger=LOGGER)
+        common = dict(context_value=self.context, error_formatter=format_error, logger=LOGGER,
+                      validation_rules=[limits_rule()])
         self.graphql_http = GraphQL(schema, **common, websocket_handler=GraphQLTransportWSHandler(
             on_connect=self.on_connect))
         self.graphql_ws = GraphQL(schema, **common, websocket_handler=LegacyWSHandler(
@@ -127,15 +127,29 @@ class Server:
     async def graphql(self, request: Request):
         if request.method == "GET":
             return HTMLResponse(ide_page())
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return _error(413, "validation-failed", "request body too large")
+        body = await self._bounded_body(request)
+        if body is None:
+            return _error(413, "validation-failed",
+                          f"request body larger than {self.max_body_bytes} bytes")
+        request._body = body  # Starlette keeps it: Ariadne reads this copy
         try:
             await self.caller_store(request)
         except AuthError as error:
             return JSONResponse({"errors": [{"message": str(error), "extensions": {"code": error.code}}]},
                                 status_code=401)
         return await self.graphql_http.handle_request(request)
+
+    async def _bounded_body(self, request: Request) -> bytes | None:
+        """The body, or None as soon as it passes the limit (declared or streamed)."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return None
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > self.max_body_bytes:
+                return None
+        return bytes(body)
 
     async def websocket(self, websocket):
         offered = websocket.scope.get("subprotocols") or []
@@ -155,14 +169,13 @@ class Server:
 
     async def append_arrow(self, request: Request):
         frame_id = request.path_params["id"]
-        body = bytearray()
-        async for part in request.stream():
-            body += part
-            if len(body) > self.max_body_bytes:
-                return _error(413, "validation-failed", "request body too large")
+        body = await self._bounded_body(request)
+        if body is None:
+            return _error(413, "validation-failed",
+                          f"request body larger than {self.max_body_bytes} bytes")
         try:
             store = await self.caller_store(request)
-            frame = await run_in_threadpool(_append, store, frame_id, bytes(body))
+            frame = await run_in_threadpool(_append, store, frame_id, body)
         except ClustoreError as error:
             return _clustore_error(error)
         return JSONResponse({"id": frame["id"], "rows": frame["rows"], "size": frame["size"]})
@@ -237,10 +250,3 @@ def ide_page() -> str:
 
 def create_app(path: str, **options) -> Starlette:
     return Server(path, **options).app
-
-
-def dumps(value) -> str:
-    return json.dumps(value)
-
-
-__all__ = ["Server", "create_app", "apsw"]

@@ -232,3 +232,34 @@ def test_ping_and_ide_page(served):
     assert client.http.get(f"{url}/ping").text == "pong"
     page = client.http.get(f"{url}/v1/graphql")
     assert page.status_code == 200 and "<html" in page.text.lower()
+
+
+def _nested(depth: int) -> str:
+    inner = "id"
+    for _ in range(depth // 2):
+        inner = f"organization {{ teams {{ {inner} }} }}"
+    return f"{{ teams {{ {inner} }} }}"
+
+
+@pytest.mark.parametrize("document, message", [
+    (_nested(44), "levels deep"),
+    ("{ " + " ".join(f"a{i}: organizations {{ id }}" for i in range(60)) + " }", "root fields"),
+    ("query { organizations { ...F0 } }\n" + "\n".join(
+        f"fragment F{i} on organization {{ {' '.join(f'a{j}: teams {{ ...F{i + 1} }}' for j in range(4))} }}"
+        for i in range(10)) + "\nfragment F10 on team { id }", None),
+])
+def test_abusive_documents_are_refused_before_running(served, document, message):
+    _, _, client, _ = served
+    response = client.post(document)
+    assert response.status_code < 500
+    errors = response.json()["errors"]
+    assert errors[0]["extensions"]["code"] == "validation-failed"
+    if message:
+        assert message in errors[0]["message"]
+
+
+def test_huge_bodies_are_413(served):
+    url, _, client, _ = served
+    response = client.http.post(client.url, content=b'{"query": "' + b" " * (300 << 20) + b'"}',
+                                headers={"content-type": "application/json"})
+    assert response.status_code == 413
