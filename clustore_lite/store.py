@@ -7,6 +7,7 @@ import os
 
 from .dataframes import Chunks, Dataframes
 from .datasets import Datasets, Tasks, Trackings
+from .events import EventDeliveries, Events
 from .model import Accesses, Memberships, Organizations, TeamMembers, Teams, Users
 from .storage import Database
 
@@ -40,12 +41,16 @@ class Store:
     datasets: Datasets
     tasks: Tasks
     trackings: Trackings
+    events: Events  # the event log (not a data-model type: kept out of COLLECTIONS)
+    event_deliveries: EventDeliveries
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         self.db = Database(self.path)
         for attribute, cls in COLLECTIONS.values():
             setattr(self, attribute, cls(self))
+        self.events = Events(self)
+        self.event_deliveries = EventDeliveries(self)
 
     def collection(self, table: str):
         return getattr(self, COLLECTIONS[table][0])
@@ -53,6 +58,11 @@ class Store:
     def transaction(self):
         """Group writes: `with store.transaction(): ...` commits them all or none."""
         return self.db.transaction()
+
+    def as_session(self, role: str, user_id: str | None = None, **variables: str):
+        """Writes in this block (this thread) are logged in events as made by `role`
+        and `user_id` (Hasura session variables); see Database.as_session."""
+        return self.db.as_session(role, user_id, **variables)
 
     @contextlib.contextmanager
     def read_transaction(self):

@@ -1,0 +1,399 @@
+"""Event triggers (SPEC section 5): the event log as a collection, Hasura's payload,
+and the worker that delivers events by HTTP POST.
+
+The log is written by SQLite triggers (see event_schema.py) in the transaction of
+each write; this module only reads it and delivers. Delivery is at least once:
+
+- a worker claims due deliveries in a short write transaction, setting a lease
+  (`leaseUntil`, `leaseOwner`) and counting the attempt; it POSTs with no
+  transaction open, then records the outcome in another short transaction, only if it
+  still holds the lease. Writers never wait on the network, and two workers (threads
+  or processes) never have the same attempt in flight: a lease outlives the longest
+  possible attempt, and a worker that died (same host, pid gone) loses its leases at
+  once;
+- only the oldest pending event of a resource is claimable for a given URL, so one
+  receiver sees the events of one row in the order they were written;
+- 2xx is delivered; anything else, a time-out or a refused connection is retried
+  after an exponential backoff with jitter, up to `max_retries` retries; then the
+  delivery is dead, and stays in the file until `redeliver`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import httpx
+
+from . import values as v
+from .errors import EventError, InvalidValue, NotFound
+from .event_schema import EVENT_COLUMNS, manual_event
+from .model import Collection
+from .storage import Database
+
+DEFAULT_MAX_RETRIES = 5
+STATUSES = ("logged", "pending", "delivered", "dead")
+MAX_RESPONSE_BYTES = 65536  # read at most this much of an answer, to keep the connection
+
+
+def payload(event: dict, max_retries: int, current_retry: int) -> dict:
+    """Hasura's event trigger payload for one event row (JSON columns as text or
+    already decoded)."""
+    decode = lambda value: json.loads(value) if isinstance(value, str) else value  # noqa: E731
+    return {
+        "id": event["id"],
+        "created_at": event["createdAt"],
+        "trigger": {"name": f"clustore_{event['tableName']}"},
+        "table": {"schema": "public", "name": event["tableName"]},
+        "event": {
+            "op": event["op"],
+            "data": {"old": decode(event["old"]), "new": decode(event["new"])},
+            "session_variables": decode(event["sessionVariables"]),
+        },
+        "delivery_info": {"max_retries": max_retries, "current_retry": current_retry},
+    }
+
+
+class Events(Collection):
+    """`store.events`: the event log, read with Hasura's where/order_by like any
+    collection (`store.events.list(where={"status": {"_eq": "dead"}})`), ordered by
+    write order (`seq`) by default. Only the store's triggers write it."""
+
+    table_name = "event"
+
+    def deliveries(self, event_id: str) -> list[v.Record]:
+        """The deliveries of one event, one per recipient URL."""
+        self.get(event_id)
+        return self.store.event_deliveries.list(eventId=v.check_id(event_id),
+                                                order_by={"url": "asc"})
+
+    def redeliver(self, event_id: str) -> int:
+        """Deliver an event again: its dead and still-pending deliveries become due
+        now with a fresh retry count; if none were left, every delivery is sent again.
+        Answers how many deliveries were reset."""
+        stamp = v.now()
+        with self.store.transaction():
+            event = self.get(event_id)
+            reset = ("UPDATE event_delivery SET status = 'pending', tries = 0, nextTryAt = ?, "
+                     "leaseUntil = NULL, leaseOwner = NULL, updatedAt = ? WHERE eventId = ?")
+            self.db.execute(reset + " AND status IN ('dead', 'pending')",
+                            (time.time(), stamp, event["id"]))
+            count = self.db.conn.changes()
+            if count == 0:
+                self.db.execute(reset, (time.time(), stamp, event["id"]))
+                count = self.db.conn.changes()
+            if count == 0:
+                raise EventError(f"event {event_id} has no recipient: when it was written, "
+                                 "no webhook was set on its access, its organization's "
+                                 "access or a following membership")
+            return count
+
+    def trigger(self, table: str, id: str) -> v.Record:
+        """Log a MANUAL event carrying the row as it is now (Hasura's manual trigger),
+        for the row's current recipients."""
+        if table not in EVENT_COLUMNS:
+            raise InvalidValue(f"events are kept for {', '.join(EVENT_COLUMNS)}, not {table!r}")
+        with self.store.transaction():
+            self.store.collection(table).require(id)
+            self.db.execute(manual_event(table), (v.check_id(id),))
+            seq = self.db.conn.last_insert_rowid()
+            return self.list(where={"seq": {"_eq": seq}})[0]
+
+    def insert(self, values: dict):
+        raise InvalidValue("the event log is written by the store itself")
+
+    def update(self, *args, **kwargs):
+        raise InvalidValue("events cannot be changed; use redeliver to send one again")
+
+    def delete(self, *args, **kwargs):
+        raise InvalidValue("events cannot be deleted one by one")
+
+
+class EventDeliveries(Collection):
+    """`store.event_deliveries`: one row per (event, recipient URL), with its status,
+    retry count, next attempt time and last error."""
+
+    table_name = "event_delivery"
+
+    def get(self, id: int) -> v.Record:
+        rows = self.list(where={"id": {"_eq": id}})
+        if not rows:
+            raise NotFound(f"no event delivery with id {id}")
+        return rows[0]
+
+    def insert(self, values: dict):
+        raise InvalidValue("deliveries are written by the store itself")
+
+    def update(self, *args, **kwargs):
+        raise InvalidValue("deliveries change only by delivery; use store.events.redeliver")
+
+    delete = update
+
+
+# -- delivery ------------------------------------------------------------------------
+
+CLAIMABLE = """
+    d.status = 'pending' AND (d.leaseUntil IS NULL OR d.leaseUntil <= ?1)
+    AND NOT EXISTS (SELECT 1 FROM event_delivery p
+                    WHERE p.status = 'pending' AND p.url = d.url AND p.tableName = d.tableName
+                      AND p.resourceId = d.resourceId AND p.seq < d.seq)"""
+CLAIM_SQL = f"""
+    SELECT d.id, d.url, d.tries, e.id AS eventId, e.tableName, e.op, e.old, e.new,
+           e.sessionVariables, e.createdAt
+    FROM event_delivery d JOIN event e ON e.id = d.eventId
+    WHERE d.nextTryAt <= ?1 AND {CLAIMABLE}
+    ORDER BY d.seq LIMIT ?2"""
+NEXT_DUE_SQL = f"""
+    SELECT min(max(d.nextTryAt, coalesce(d.leaseUntil, 0))) FROM event_delivery d
+    WHERE {CLAIMABLE.replace("(d.leaseUntil IS NULL OR d.leaseUntil <= ?1)", "1")}"""
+
+
+@dataclass
+class Attempt:
+    delivery_id: int
+    url: str
+    event_id: str
+    current_retry: int
+    body: bytes
+
+
+@dataclass
+class Outcome:
+    attempt: Attempt
+    status: int | None  # HTTP status, None when no answer came
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass
+class Summary:
+    """What a run did: attempts that were delivered, will be retried, or died."""
+
+    delivered: int = 0
+    retrying: int = 0
+    dead: int = 0
+    outcomes: list[Outcome] = field(default_factory=list, repr=False)
+
+    @property
+    def attempts(self) -> int:
+        return self.delivered + self.retrying + self.dead
+
+    def __str__(self) -> str:
+        return f"delivered {self.delivered}, retrying {self.retrying}, dead {self.dead}"
+
+
+class Deliverer:
+    """The delivery worker for one store file. Run several (threads or processes) if
+    you like; leases keep them from sending the same attempt twice at once.
+
+    >>> with Deliverer("team.sqlite", max_retries=5) as worker:
+    ...     worker.run_once()                    # what is due now, then return
+    ...     worker.run_forever(stop_event)       # until stop_event is set (server thread)
+
+    `backoff` is the delay before the first retry (doubled each time, at most
+    `backoff_max`, times a random factor in 1 ± `jitter`). `timeout` bounds each
+    phase of a POST (connect, send, each read), so an attempt lasts at most about
+    3 x timeout; the lease (default 3 x timeout + 30 s) outlives it."""
+
+    def __init__(self, store_path: str | os.PathLike, *, max_retries: int = DEFAULT_MAX_RETRIES,
+                 timeout: float = 10.0, backoff: float = 10.0, backoff_max: float = 3600.0,
+                 jitter: float = 0.25, concurrency: int = 8, batch: int | None = None,
+                 lease: float | None = None, poll: float = 0.5,
+                 on_outcome: Callable[[Outcome], Any] | None = None):
+        for name, value in (("max_retries", max_retries), ("concurrency", concurrency)):
+            if not isinstance(value, int) or value < (0 if name == "max_retries" else 1):
+                raise InvalidValue(f"{name} must be a {'non-negative' if name == 'max_retries' else 'positive'} "
+                                   f"integer, not {value!r}")
+        if timeout <= 0 or backoff < 0 or not 0 <= jitter <= 1:
+            raise InvalidValue("timeout must be positive, backoff non-negative, jitter in [0, 1]")
+        self.max_retries, self.timeout, self.poll = max_retries, timeout, poll
+        self.backoff, self.backoff_max, self.jitter = backoff, backoff_max, jitter
+        self.concurrency, self.batch = concurrency, batch or 4 * concurrency
+        self.lease = lease if lease is not None else 3 * timeout + 30
+        if self.lease <= 3 * timeout:
+            raise InvalidValue(f"lease ({self.lease}s) must outlast an attempt "
+                               f"(3 x timeout = {3 * timeout}s)")
+        self.on_outcome = on_outcome
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.db = Database(store_path)
+        self.client = httpx.Client(
+            timeout=httpx.Timeout(timeout), follow_redirects=False,
+            limits=httpx.Limits(max_connections=2 * concurrency,
+                                max_keepalive_connections=2 * concurrency),
+            headers={"Content-Type": "application/json",
+                     "User-Agent": "clustore-lite-events"})
+        self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="clustore-deliver")
+        self._wake = threading.Event()
+
+    # -- running -------------------------------------------------------------------
+
+    def run_once(self) -> Summary:
+        """Deliver everything due now (including retries that fall due meanwhile),
+        then return. Deliveries scheduled for later stay pending."""
+        summary = Summary()
+        self.release_orphans()
+        while self._cycle(summary):
+            pass
+        return summary
+
+    def run_forever(self, stop: threading.Event) -> Summary:
+        """Deliver until `stop` is set; sleeps while nothing is due (at most `poll`
+        seconds, so new events and `stop` are noticed quickly)."""
+        summary = Summary()
+        self.release_orphans()
+        while not stop.is_set():
+            if self._cycle(summary):
+                continue
+            self._wake.wait(self._idle_time())
+            self._wake.clear()
+        return summary
+
+    def wake(self) -> None:
+        """Look for due deliveries now (e.g. right after a write in the same process)."""
+        self._wake.set()
+
+    def _idle_time(self) -> float:
+        due = self.db.execute(NEXT_DUE_SQL).fetchone()[0]
+        if due is None:
+            return self.poll
+        return min(self.poll, max(0.0, due - time.time()) + 0.001)
+
+    def _cycle(self, summary: Summary) -> bool:
+        attempts = self.claim()
+        if not attempts:
+            return False
+        outcomes = list(self.pool.map(self.post, attempts))
+        self.record(outcomes, summary)
+        return True
+
+    # -- the three steps: claim, post, record ---------------------------------------
+
+    def claim(self) -> list[Attempt]:
+        """Lease the next due deliveries (one short write transaction)."""
+        now = time.time()
+        with self.db.transaction():
+            rows = self.db.query(CLAIM_SQL, (now, self.batch))
+            if not rows:
+                return []
+            over = [r["id"] for r in rows if r["tries"] > self.max_retries]
+            if over:  # a worker died during the last allowed attempt
+                self._set(over, "status = 'dead', leaseUntil = NULL, leaseOwner = NULL, "
+                          "lastError = 'the worker stopped during the last attempt'")
+            rows = [r for r in rows if r["tries"] <= self.max_retries]
+            self._set([r["id"] for r in rows], "tries = tries + 1, leaseOwner = ?, leaseUntil = ?",
+                      (self.owner, now + self.lease))
+        return [Attempt(r["id"], r["url"], r["eventId"], r["tries"],
+                        json.dumps(payload(r | {"id": r["eventId"]}, self.max_retries,
+                                           r["tries"])).encode())
+                for r in rows]
+
+    def post(self, attempt: Attempt) -> Outcome:
+        """One HTTP POST, no transaction open. Never raises: failures are outcomes."""
+        try:
+            with self.client.stream("POST", attempt.url, content=attempt.body) as response:
+                head, read = bytearray(), 0  # the start of the answer, for lastError
+                for part in response.iter_bytes():
+                    head += part[:200 - len(head)]
+                    read += len(part)
+                    if read > MAX_RESPONSE_BYTES:
+                        break
+            if 200 <= response.status_code < 300:
+                return Outcome(attempt, response.status_code)
+            detail = head.decode(errors="replace").strip()
+            return Outcome(attempt, response.status_code,
+                           f"HTTP {response.status_code}" + (f": {detail}" if detail else ""))
+        except httpx.TimeoutException as error:
+            return Outcome(attempt, None, f"timed out after {self.timeout}s ({type(error).__name__})")
+        except httpx.ConnectError as error:
+            return Outcome(attempt, None, f"could not connect: {error}")
+        except Exception as error:  # a bad URL, a broken answer: retried like the rest
+            return Outcome(attempt, None, f"{type(error).__name__}: {error}"[:500])
+
+    def record(self, outcomes: list[Outcome], summary: Summary | None = None) -> None:
+        """Write the outcomes (one short write transaction). An outcome whose lease
+        was lost (it expired and another worker took the delivery) is dropped."""
+        now, stamp = time.time(), v.now()
+        with self.db.transaction():
+            for outcome in outcomes:
+                attempt = outcome.attempt
+                if outcome.ok:
+                    state, sets, params = "delivered", "status = 'delivered', deliveredAt = ?, " \
+                        "lastError = NULL", [stamp]
+                elif attempt.current_retry >= self.max_retries:
+                    state, sets, params = "dead", "status = 'dead', lastError = ?", [outcome.error]
+                else:
+                    state, sets = "retrying", "nextTryAt = ?, lastError = ?"
+                    params = [now + self.delay(attempt.current_retry), outcome.error]
+                self.db.execute(
+                    f"UPDATE event_delivery SET {sets}, lastStatus = ?, leaseUntil = NULL, "
+                    "leaseOwner = NULL, updatedAt = ? WHERE id = ? AND leaseOwner = ?",
+                    (*params, outcome.status, stamp, attempt.delivery_id, self.owner))
+                if summary is not None and self.db.conn.changes():
+                    setattr(summary, state, getattr(summary, state) + 1)
+                    summary.outcomes.append(outcome)
+        for outcome in outcomes:
+            if self.on_outcome:
+                self.on_outcome(outcome)
+
+    def delay(self, retry: int) -> float:
+        """Seconds before the next attempt after attempt number `retry` failed."""
+        base = min(self.backoff_max, self.backoff * 2 ** min(retry, 60))
+        return base * (1 + self.jitter * (2 * random.random() - 1))
+
+    def release_orphans(self) -> int:
+        """Free the leases of workers of this host whose process is gone (killed, ...),
+        instead of waiting for the leases to expire. Answers how many were freed."""
+        host = socket.gethostname()
+        freed = 0
+        owners = self.db.execute(
+            "SELECT DISTINCT leaseOwner FROM event_delivery WHERE status = 'pending' "
+            "AND substr(leaseOwner, 1, ?) = ? AND leaseUntil > ?",
+            (len(host) + 1, host + ":", time.time())).fetchall()
+        for (owner,) in owners:
+            if _process_alive(owner.split(":")[1]):
+                continue
+            with self.db.transaction():
+                self.db.execute("UPDATE event_delivery SET leaseUntil = NULL, leaseOwner = NULL "
+                                "WHERE leaseOwner = ?", (owner,))
+                freed += self.db.conn.changes()
+        return freed
+
+    def _set(self, ids: list[int], assignments: str, params: tuple = ()) -> None:
+        if ids:
+            marks = ", ".join("?" for _ in ids)
+            self.db.execute(f"UPDATE event_delivery SET {assignments}, updatedAt = ? "
+                            f"WHERE id IN ({marks})", (*params, v.now(), *ids))
+
+    # -- lifetime ------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.client.close()
+        self.db.close()
+
+    def __enter__(self) -> "Deliverer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _process_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
