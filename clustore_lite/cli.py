@@ -160,8 +160,8 @@ def describe(store: Store) -> dict:
 @click.option("--backoff", default=10.0, show_default=True, type=float,
               help="Seconds before the first retry; doubled at each retry.")
 @click.option("--backoff-max", default=3600.0, show_default=True, type=float)
-@click.option("--concurrency", default=8, show_default=True, type=int,
-              help="POSTs in flight at once.")
+@click.option("--concurrency", default=16, show_default=True, type=int,
+              help="POSTs in flight at once (at most half of them to one URL).")
 @click.option("--verbose", "-v", is_flag=True, help="One line per attempt, on stderr.")
 def deliver(db, once, max_retries, timeout, backoff, backoff_max, concurrency, verbose):
     """POST the store's pending events to their webhooks (Hasura's payload), retrying

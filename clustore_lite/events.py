@@ -8,9 +8,9 @@ each write; this module only reads it and delivers. Delivery is at least once:
   (`leaseUntil`, `leaseOwner`) and counting the attempt; it POSTs with no
   transaction open, then records the outcome in another short transaction, only if it
   still holds the lease. Writers never wait on the network, and two workers (threads
-  or processes) never have the same attempt in flight: a lease outlives the longest
-  possible attempt, and a worker that died (same host, pid gone) loses its leases at
-  once;
+  or processes) never have the same attempt in flight: a worker renews the leases of
+  its attempts while they run, so a lease only lapses when its worker stopped for
+  `lease` seconds; a worker that died (same host, pid gone) loses its leases at once;
 - only the oldest pending event of a resource is claimable for a given URL, so one
   receiver sees the events of one row in the order they were written;
 - 2xx is delivered; anything else, a time-out or a refused connection is retried
@@ -21,16 +21,19 @@ each write; this module only reads it and delivers. Delivery is at least once:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import apsw
 import httpx
 
 from . import values as v
@@ -39,8 +42,10 @@ from .event_schema import EVENT_COLUMNS, manual_event
 from .model import Collection
 from .storage import Database
 
+log = logging.getLogger(__name__)
 DEFAULT_MAX_RETRIES = 5
 STATUSES = ("logged", "pending", "delivered", "dead")
+RECORD_AFTER = 0.02  # seconds an outcome may wait to be recorded with others
 MAX_RESPONSE_BYTES = 65536  # read at most this much of an answer, to keep the connection
 
 
@@ -150,6 +155,7 @@ CLAIM_SQL = f"""
            e.sessionVariables, e.createdAt
     FROM event_delivery d JOIN event e ON e.id = d.eventId
     WHERE d.nextTryAt <= ?1 AND {CLAIMABLE}
+      AND d.url NOT IN (SELECT value FROM json_each(?3))
     ORDER BY d.seq LIMIT ?2"""
 NEXT_DUE_SQL = f"""
     SELECT min(max(d.nextTryAt, coalesce(d.leaseUntil, 0))) FROM event_delivery d
@@ -203,13 +209,17 @@ class Deliverer:
 
     `backoff` is the delay before the first retry (doubled each time, at most
     `backoff_max`, times a random factor in 1 ± `jitter`). `timeout` bounds each
-    phase of a POST (connect, send, each read), so an attempt lasts at most about
-    3 x timeout; the lease (default 3 x timeout + 30 s) outlives it."""
+    phase of a POST (connect, send, each read). `concurrency` threads POST; at most
+    `batch` attempts (default 4 x `concurrency`) are leased at once, and at most
+    `per_url` (default half the threads) to one URL, so a hanging receiver leaves
+    threads for the others. Leases last `lease` seconds and are renewed while the
+    attempts run."""
 
     def __init__(self, store_path: str | os.PathLike, *, max_retries: int = DEFAULT_MAX_RETRIES,
                  timeout: float = 10.0, backoff: float = 10.0, backoff_max: float = 3600.0,
-                 jitter: float = 0.25, concurrency: int = 8, batch: int | None = None,
-                 lease: float | None = None, poll: float = 0.5,
+                 jitter: float = 0.25, concurrency: int = 16, per_url: int | None = None,
+                 batch: int | None = None,
+                 lease: float = 60.0, poll: float = 0.5,
                  on_outcome: Callable[[Outcome], Any] | None = None):
         for name, value in (("max_retries", max_retries), ("concurrency", concurrency)):
             if not isinstance(value, int) or value < (0 if name == "max_retries" else 1):
@@ -220,10 +230,11 @@ class Deliverer:
         self.max_retries, self.timeout, self.poll = max_retries, timeout, poll
         self.backoff, self.backoff_max, self.jitter = backoff, backoff_max, jitter
         self.concurrency, self.batch = concurrency, batch or 4 * concurrency
-        self.lease = lease if lease is not None else 3 * timeout + 30
-        if self.lease <= 3 * timeout:
-            raise InvalidValue(f"lease ({self.lease}s) must outlast an attempt "
-                               f"(3 x timeout = {3 * timeout}s)")
+        self.per_url = per_url or max(1, concurrency // 2)
+        self.lease = lease
+        if self.lease < 2 * poll or self.lease < 1:
+            raise InvalidValue(f"lease ({self.lease}s) must be at least 1 s and twice poll "
+                               f"({poll}s): a worker renews its leases while it waits")
         self.on_outcome = on_outcome
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.db = Database(store_path)
@@ -243,27 +254,81 @@ class Deliverer:
     def run_once(self) -> Summary:
         """Deliver everything due now (including retries that fall due meanwhile),
         then return. Deliveries scheduled for later stay pending."""
-        summary = Summary()
-        self.release_orphans()
-        while self._cycle(summary):
-            pass
-        return summary
+        return self._run(None)
 
     def run_forever(self, stop: threading.Event) -> Summary:
-        """Deliver until `stop` is set; sleeps while nothing is due (at most `poll`
-        seconds, so new events and `stop` are noticed quickly)."""
-        summary = Summary()
-        self.release_orphans()
-        while not stop.is_set():
-            if self._cycle(summary):
-                continue
-            self._wake.wait(self._idle_time())
-            self._wake.clear()
-        return summary
+        """Deliver until `stop` is set, then finish the attempts in flight. Checks for
+        new events at least every `poll` seconds (at once after `wake()`). A storage
+        error is logged and retried after `poll`, so a server thread keeps running."""
+        while True:
+            try:
+                return self._run(stop)
+            except apsw.Error as error:
+                log.warning("event delivery paused: %s", error)
+                stop.wait(self.poll)
 
     def wake(self) -> None:
         """Look for due deliveries now (e.g. right after a write in the same process)."""
         self._wake.set()
+
+    def _run(self, stop: threading.Event | None) -> Summary:
+        """Keep up to `batch` attempts leased. They wait in a queue per URL and go to
+        the threads at most `per_url` at a time per URL; claim again once half the
+        threads' worth of attempts ended (or after `poll`); record outcomes several
+        at a time; renew the leases of what is still running or queued."""
+        summary = Summary()
+        self.release_orphans()
+        flying: dict[Future, Attempt] = {}
+        queued: dict[str, deque[Attempt]] = {}
+        finished: list[Outcome] = []
+        refill = max(1, self.concurrency // 2)
+        ended = 0  # attempts ended since the last claim
+        claimed = first_finished = renewed = time.monotonic()
+        try:
+            while True:
+                now, stopping = time.monotonic(), stop is not None and stop.is_set()
+                held = [*flying.values(), *(a for q in queued.values() for a in q)]
+                if not stopping and (not held or ended >= refill or now - claimed >= self.poll):
+                    for attempt in self.claim(self.batch - len(held),
+                                              Counter(a.url for a in held)):
+                        queued.setdefault(attempt.url, deque()).append(attempt)
+                    ended, claimed = 0, now
+                if stopping and queued:  # not sent yet: give them back
+                    self.release([a for q in queued.values() for a in q])
+                    queued.clear()
+                running = Counter(a.url for a in flying.values())
+                for url, waiting in queued.items():
+                    while waiting and running[url] < self.per_url:
+                        attempt = waiting.popleft()
+                        flying[self.pool.submit(self.post, attempt)] = attempt
+                        running[url] += 1
+                queued = {url: q for url, q in queued.items() if q}
+                if not flying and not finished:
+                    if stop is None or stopping:
+                        return summary
+                    self._wake.wait(self._idle_time())
+                    self._wake.clear()
+                    continue
+                wait_for = min(self.poll, self.lease / 3)
+                if finished:
+                    wait_for = max(0.0, first_finished + RECORD_AFTER - now)
+                done, _ = wait(flying, timeout=wait_for, return_when=FIRST_COMPLETED)
+                if done and not finished:
+                    first_finished = time.monotonic()
+                for future in done:
+                    finished.append(future.result())
+                    del flying[future]
+                ended += len(done)
+                if finished and (not flying or len(finished) >= refill
+                                 or time.monotonic() >= first_finished + RECORD_AFTER):
+                    self.record(finished, summary)
+                    finished = []
+                if time.monotonic() - renewed > self.lease / 3:
+                    self.renew([*flying.values(), *(a for q in queued.values() for a in q)])
+                    renewed = time.monotonic()
+        finally:
+            for future in flying:  # an error above: let the attempts end, leases expire
+                future.cancel()
 
     def _idle_time(self) -> float:
         due = self.db.execute(NEXT_DUE_SQL).fetchone()[0]
@@ -271,21 +336,23 @@ class Deliverer:
             return self.poll
         return min(self.poll, max(0.0, due - time.time()) + 0.001)
 
-    def _cycle(self, summary: Summary) -> bool:
-        attempts = self.claim()
-        if not attempts:
-            return False
-        outcomes = list(self.pool.map(self.post, attempts))
-        self.record(outcomes, summary)
-        return True
-
     # -- the three steps: claim, post, record ---------------------------------------
 
-    def claim(self) -> list[Attempt]:
-        """Lease the next due deliveries (one short write transaction)."""
-        now = time.time()
+    def claim(self, limit: int | None = None, busy: Counter | None = None) -> list[Attempt]:
+        """Lease the next due deliveries (one short write transaction, taken only
+        when a plain read saw something due), at most 2 x `per_url` per URL counting
+        the `busy` ones already held."""
+        now, limit, busy = time.time(), limit or self.batch, Counter(busy or {})
+        cap = 2 * self.per_url  # per_url running and as many ready to go
+        full = json.dumps([url for url, n in busy.items() if n >= cap])
+        if not self.db.execute(CLAIM_SQL, (now, 1, full)).fetchall():
+            return []
         with self.db.transaction():
-            rows = self.db.query(CLAIM_SQL, (now, self.batch))
+            rows = []
+            for row in self.db.query(CLAIM_SQL, (now, 4 * limit, full)):
+                if busy[row["url"]] < cap and len(rows) < limit:
+                    busy[row["url"]] += 1
+                    rows.append(row)
             if not rows:
                 return []
             over = [r["id"] for r in rows if r["tries"] > self.max_retries]
@@ -305,10 +372,11 @@ class Deliverer:
         try:
             with self.client.stream("POST", attempt.url, content=attempt.body) as response:
                 head, read = bytearray(), 0  # the start of the answer, for lastError
+                deadline = time.monotonic() + self.timeout
                 for part in response.iter_bytes():
                     head += part[:200 - len(head)]
                     read += len(part)
-                    if read > MAX_RESPONSE_BYTES:
+                    if read > MAX_RESPONSE_BYTES or time.monotonic() > deadline:
                         break
             if 200 <= response.status_code < 300:
                 return Outcome(attempt, response.status_code)
@@ -347,6 +415,23 @@ class Deliverer:
         for outcome in outcomes:
             if self.on_outcome:
                 self.on_outcome(outcome)
+
+    def renew(self, attempts: list[Attempt]) -> None:
+        """Extend the leases of attempts still held, so that no other worker takes
+        them over however long a receiver takes to answer."""
+        self._leased(attempts, "leaseUntil = ?", (time.time() + self.lease,))
+
+    def release(self, attempts: list[Attempt]) -> None:
+        """Give back attempts claimed but never sent (the worker is stopping)."""
+        self._leased(attempts, "leaseUntil = NULL, leaseOwner = NULL, tries = tries - 1")
+
+    def _leased(self, attempts: list[Attempt], assignments: str, params: tuple = ()) -> None:
+        if attempts:
+            ids = [a.delivery_id for a in attempts]
+            with self.db.transaction():
+                self.db.execute(f"UPDATE event_delivery SET {assignments} WHERE leaseOwner = ? "
+                                f"AND id IN ({', '.join('?' for _ in ids)})",
+                                (*params, self.owner, *ids))
 
     def delay(self, retry: int) -> float:
         """Seconds before the next attempt after attempt number `retry` failed."""

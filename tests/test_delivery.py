@@ -74,7 +74,7 @@ def test_backoff_grows_exponentially_with_jitter(tmp_path):
             assert all(0.75 * base <= d <= 1.25 * base for d in delays)
             assert len(set(delays)) > 1
     with pytest.raises(clustore_lite.InvalidValue, match="lease"):
-        Deliverer(tmp_path / "s.sqlite", timeout=10, lease=5)
+        Deliverer(tmp_path / "s.sqlite", lease=0.5)
 
 
 def test_receiver_down_then_up_loses_nothing(store):
@@ -140,6 +140,39 @@ def test_two_workers_never_have_the_same_attempt_in_flight(store):
     assert len(hooks.bodies()) == len(hooks.event_ids()) == 302  # leases held: no repeat
 
 
+def test_leases_are_renewed_while_a_receiver_hangs(store):
+    """A hang longer than the lease does not let another worker send the same
+    attempt; a stopping worker gives back what it claimed but did not send."""
+    with Receiver() as hooks:
+        hooks.gate.clear()
+        org = store.organizations.create("lumen", webhook=hooks.url())
+        stops = [threading.Event(), threading.Event()]
+        workers = [Deliverer(store.path, lease=1.0, poll=0.1, timeout=30, concurrency=2)
+                   for _ in stops]
+        threads = [threading.Thread(target=w.run_forever, args=(stop,))
+                   for w, stop in zip(workers, stops)]
+        threads[0].start()
+        wait_for(lambda: hooks.in_flight, what="the first attempt")
+        threads[1].start()
+        try:
+            time.sleep(2.5)  # two and a half leases
+            assert len(hooks.bodies()) == 1 and not hooks.overlaps
+            for stop in stops:
+                stop.set()
+            [queued] = store.event_deliveries.list(where={"event": {"resourceId": {"_eq": org.id}}})
+            wait_for(lambda: store.event_deliveries.get(queued.id).leaseOwner is None,
+                     what="the queued attempt to be given back")
+            assert store.event_deliveries.get(queued.id).tries == 0
+        finally:
+            hooks.gate.set()
+            for thread, worker in zip(threads, workers):
+                worker.wake()
+                thread.join()
+                worker.close()
+    assert store.events.count(status="delivered") == 1  # the access event, sent once
+    assert store.events.count(status="pending") == 1    # the organization's, given back
+
+
 def test_a_hanging_webhook_does_not_stall_writes(store):
     with Receiver() as hooks:
         hooks.gate.clear()  # every request hangs until the gate opens
@@ -161,6 +194,31 @@ def test_a_hanging_webhook_does_not_stall_writes(store):
             worker.wake()
             thread.join()
             worker.close()
+
+
+def test_a_slow_webhook_does_not_hold_up_the_others(store):
+    with Receiver() as slow, Receiver() as quick:
+        slow.gate.clear()
+        store.organizations.create("sluggish", webhook=slow.url())
+        org = store.organizations.create("lumen", webhook=quick.url())
+        stop = threading.Event()
+        worker = Deliverer(store.path, timeout=30, concurrency=2)
+        thread = threading.Thread(target=worker.run_forever, args=(stop,))
+        thread.start()
+        try:
+            wait_for(lambda: len(slow.in_flight) == 1, what="the slow webhook to hang")
+            trackings(store, org, 10)
+            wait_for(lambda: len(quick.bodies()) == 12, what="the quick webhook's events")
+            slow.gate.set()
+            wait_for(lambda: store.events.count(status="pending") == 0, what="the slow ones")
+        finally:
+            slow.gate.set()
+            stop.set()
+            worker.wake()
+            thread.join()
+            worker.close()
+    assert store.events.count(status="pending") == 0
+    assert len(slow.bodies()) == 2 and not slow.overlaps
 
 
 def test_a_worker_killed_mid_delivery_loses_nothing(tmp_path):
