@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from . import arrow_codec as codec
 from . import files
-from . import events as ev
+from . import eventlog
 from .errors import ClustoreError, NotFound
 from .store import COLLECTIONS, Store
 
@@ -153,7 +153,7 @@ def describe(store: Store) -> dict:
 @main.command("deliver")
 @click.argument("db", type=click.Path(exists=True, dir_okay=False))
 @click.option("--once", is_flag=True, help="Deliver what is due now, then stop.")
-@click.option("--max-retries", default=ev.DEFAULT_MAX_RETRIES, show_default=True, type=int,
+@click.option("--max-retries", default=eventlog.DEFAULT_MAX_RETRIES, show_default=True, type=int,
               help="Retries after the first attempt before a delivery is dead.")
 @click.option("--timeout", default=10.0, show_default=True, type=float,
               help="Seconds for each phase of a POST (connect, send, read).")
@@ -166,6 +166,8 @@ def describe(store: Store) -> dict:
 def deliver(db, once, max_retries, timeout, backoff, backoff_max, concurrency, verbose):
     """POST the store's pending events to their webhooks (Hasura's payload), retrying
     with backoff; runs until interrupted unless --once. Several may run at once."""
+    from . import events as ev  # httpx: loaded only by the commands that POST
+
     def show(outcome: ev.Outcome):
         a = outcome.attempt
         result = "delivered" if outcome.ok else outcome.error
@@ -186,7 +188,7 @@ def deliver(db, once, max_retries, timeout, backoff, backoff_max, concurrency, v
 
 @main.command("events")
 @click.argument("db", type=click.Path(exists=True, dir_okay=False))
-@click.option("--status", type=click.Choice(ev.STATUSES),
+@click.option("--status", type=click.Choice(eventlog.STATUSES),
               help="logged (no recipient), pending, delivered or dead.")
 @click.option("--table", help="Only events of this table (organization, dataset, ...).")
 @click.option("--limit", type=int, help="The most recent N events.")

@@ -1,5 +1,5 @@
-"""Event triggers (SPEC section 5): the event log as a collection, Hasura's payload,
-and the worker that delivers events by HTTP POST.
+"""Event triggers (SPEC section 5): the worker that delivers events by HTTP POST
+(the log itself: eventlog.py, re-exported here).
 
 The log is written by SQLite triggers (see event_schema.py) in the transaction of
 each write; this module only reads it and delivers. Delivery is at least once:
@@ -30,120 +30,24 @@ import time
 import uuid
 from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import apsw
 import httpx
 
 from . import values as v
-from .errors import EventError, InvalidValue, NotFound
-from .event_schema import EVENT_COLUMNS, manual_event
-from .model import Collection
+from .errors import InvalidValue
+from .eventlog import DEFAULT_MAX_RETRIES, STATUSES, EventDeliveries, Events, payload
 from .storage import Database
 
+__all__ = ["Deliverer", "Attempt", "Outcome", "Summary", "Events", "EventDeliveries",
+           "payload", "DEFAULT_MAX_RETRIES", "STATUSES"]
+
 log = logging.getLogger(__name__)
-DEFAULT_MAX_RETRIES = 5
-STATUSES = ("logged", "pending", "delivered", "dead")
 RECORD_AFTER = 0.02  # seconds an outcome may wait to be recorded with others
 MAX_RESPONSE_BYTES = 65536  # read at most this much of an answer, to keep the connection
 
-
-def payload(event: dict, max_retries: int, current_retry: int) -> dict:
-    """Hasura's event trigger payload for one event row (JSON columns as text or
-    already decoded)."""
-    decode = lambda value: json.loads(value) if isinstance(value, str) else value  # noqa: E731
-    return {
-        "id": event["id"],
-        "created_at": event["createdAt"],
-        "trigger": {"name": f"clustore_{event['tableName']}"},
-        "table": {"schema": "public", "name": event["tableName"]},
-        "event": {
-            "op": event["op"],
-            "data": {"old": decode(event["old"]), "new": decode(event["new"])},
-            "session_variables": decode(event["sessionVariables"]),
-        },
-        "delivery_info": {"max_retries": max_retries, "current_retry": current_retry},
-    }
-
-
-class Events(Collection):
-    """`store.events`: the event log, read with Hasura's where/order_by like any
-    collection (`store.events.list(where={"status": {"_eq": "dead"}})`), ordered by
-    write order (`seq`) by default. Only the store's triggers write it."""
-
-    table_name = "event"
-
-    def deliveries(self, event_id: str) -> list[v.Record]:
-        """The deliveries of one event, one per recipient URL."""
-        self.get(event_id)
-        return self.store.event_deliveries.list(eventId=v.check_id(event_id),
-                                                order_by={"url": "asc"})
-
-    def redeliver(self, event_id: str) -> int:
-        """Deliver an event again: its dead and still-pending deliveries become due
-        now with a fresh retry count; if none were left, every delivery is sent again.
-        Answers how many deliveries were reset."""
-        stamp = v.now()
-        with self.store.transaction():
-            event = self.get(event_id)
-            reset = ("UPDATE event_delivery SET status = 'pending', tries = 0, nextTryAt = ?, "
-                     "leaseUntil = NULL, leaseOwner = NULL, updatedAt = ? WHERE eventId = ?")
-            self.db.execute(reset + " AND status IN ('dead', 'pending')",
-                            (time.time(), stamp, event["id"]))
-            count = self.db.conn.changes()
-            if count == 0:
-                self.db.execute(reset, (time.time(), stamp, event["id"]))
-                count = self.db.conn.changes()
-            if count == 0:
-                raise EventError(f"event {event_id} has no recipient: when it was written, "
-                                 "no webhook was set on its access, its organization's "
-                                 "access or a following membership")
-            return count
-
-    def trigger(self, table: str, id: str) -> v.Record:
-        """Log a MANUAL event carrying the row as it is now (Hasura's manual trigger),
-        for the row's current recipients."""
-        if table not in EVENT_COLUMNS:
-            raise InvalidValue(f"events are kept for {', '.join(EVENT_COLUMNS)}, not {table!r}")
-        with self.store.transaction():
-            self.store.collection(table).require(id)
-            self.db.execute(manual_event(table), (v.check_id(id),))
-            seq = self.db.conn.last_insert_rowid()
-            return self.list(where={"seq": {"_eq": seq}})[0]
-
-    def insert(self, values: dict):
-        raise InvalidValue("the event log is written by the store itself")
-
-    def update(self, *args, **kwargs):
-        raise InvalidValue("events cannot be changed; use redeliver to send one again")
-
-    def delete(self, *args, **kwargs):
-        raise InvalidValue("events cannot be deleted one by one")
-
-
-class EventDeliveries(Collection):
-    """`store.event_deliveries`: one row per (event, recipient URL), with its status,
-    retry count, next attempt time and last error."""
-
-    table_name = "event_delivery"
-
-    def get(self, id: int) -> v.Record:
-        rows = self.list(where={"id": {"_eq": id}})
-        if not rows:
-            raise NotFound(f"no event delivery with id {id}")
-        return rows[0]
-
-    def insert(self, values: dict):
-        raise InvalidValue("deliveries are written by the store itself")
-
-    def update(self, *args, **kwargs):
-        raise InvalidValue("deliveries change only by delivery; use store.events.redeliver")
-
-    delete = update
-
-
-# -- delivery ------------------------------------------------------------------------
 
 CLAIMABLE = """
     d.status = 'pending' AND (d.leaseUntil IS NULL OR d.leaseUntil <= ?1)
@@ -189,7 +93,6 @@ class Summary:
     delivered: int = 0
     retrying: int = 0
     dead: int = 0
-    outcomes: list[Outcome] = field(default_factory=list, repr=False)
 
     @property
     def attempts(self) -> int:
@@ -411,7 +314,6 @@ class Deliverer:
                     (*params, outcome.status, stamp, attempt.delivery_id, self.owner))
                 if summary is not None and self.db.conn.changes():
                     setattr(summary, state, getattr(summary, state) + 1)
-                    summary.outcomes.append(outcome)
         for outcome in outcomes:
             if self.on_outcome:
                 self.on_outcome(outcome)

@@ -7,7 +7,7 @@ import os
 
 from .dataframes import Chunks, Dataframes
 from .datasets import Datasets, Tasks, Trackings
-from .events import EventDeliveries, Events
+from .eventlog import EventDeliveries, Events
 from .model import Accesses, Memberships, Organizations, TeamMembers, Teams, Users
 from .storage import Database
 
