@@ -195,9 +195,14 @@ def deliver(db, once, max_retries, timeout, backoff, backoff_max, concurrency, v
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--redeliver", "redeliver", metavar="EVENT_ID",
               help="Send this event again (dead or pending deliveries, else all of them).")
-def events(db, status, table, limit, as_json, redeliver):
-    """The event log, oldest first, with each event's deliveries."""
+@click.option("--redeliver-dead", is_flag=True, help="Make every dead delivery pending again.")
+def events(db, status, table, limit, as_json, redeliver, redeliver_dead):
+    """The event log, oldest first, with each event's failing deliveries."""
     with Store(db) as store:
+        if redeliver_dead:
+            count = store.events.redeliver_dead()
+            click.echo(f"{count} dead deliver{'y' if count == 1 else 'ies'} pending again")
+            return
         if redeliver:
             count = store.events.redeliver(redeliver)
             click.echo(f"event {redeliver}: {count} deliver{'y' if count == 1 else 'ies'} "

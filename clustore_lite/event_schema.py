@@ -70,7 +70,7 @@ def org_access_of_access(access_id: str) -> str:
              f"WHERE x.accessId = {access_id})" for t in OWNERS[1:]]
     owners = ", ".join(f"'{t}'" for t in OWNERS)
     logged = (f"(SELECT orgAccessId FROM event WHERE accessId = {access_id} "
-              f"AND tableName IN ({owners}) ORDER BY seq DESC LIMIT 1)")
+              f"AND tableName IN ({owners}) AND op = 'DELETE' ORDER BY seq DESC LIMIT 1)")
     return f"COALESCE({', '.join(live)}, {logged})"
 
 
@@ -147,7 +147,7 @@ def _triggers() -> str:
 
 TABLES_SQL = """
 CREATE TABLE event (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- write order; never reused
+    seq INTEGER PRIMARY KEY,  -- write order
     id TEXT NOT NULL UNIQUE,
     tableName TEXT NOT NULL,
     op TEXT NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE', 'MANUAL')),
@@ -162,8 +162,9 @@ CREATE TABLE event (
     createdAt TEXT NOT NULL
 );
 CREATE INDEX event_status ON event(status, seq);
-CREATE INDEX event_access ON event(accessId, seq);
-CREATE INDEX event_resource ON event(tableName, resourceId, seq);
+-- finds the organization of an access whose resource was just deleted (see above)
+CREATE INDEX event_deleted_owner ON event(accessId, seq)
+    WHERE tableName IN ('organization', 'team', 'dataset', 'task') AND op = 'DELETE';
 
 CREATE TABLE event_delivery (
     id INTEGER PRIMARY KEY,
@@ -184,7 +185,7 @@ CREATE TABLE event_delivery (
     updatedAt TEXT NOT NULL,
     UNIQUE (eventId, url)
 );
-CREATE INDEX event_delivery_due ON event_delivery(nextTryAt) WHERE status = 'pending';
+CREATE INDEX event_delivery_due ON event_delivery(nextTryAt, seq) WHERE status = 'pending';
 CREATE INDEX event_delivery_queue ON event_delivery(url, tableName, resourceId, seq)
     WHERE status = 'pending';
 CREATE INDEX membership_follow ON membership(accessId) WHERE follow = 1;

@@ -73,6 +73,16 @@ class Events(Collection):
                     (now, v.now(), delivery["id"]))
             return len(reset)
 
+    def redeliver_dead(self) -> int:
+        """Make every dead delivery pending again with a fresh retry count (after a
+        long outage, say). Answers how many."""
+        with self.store.transaction():
+            self.db.execute(
+                "UPDATE event_delivery SET status = 'pending', tries = 0, nextTryAt = ?, "
+                "leaseUntil = NULL, leaseOwner = NULL, updatedAt = ? WHERE status = 'dead'",
+                (time.time(), v.now()))
+            return self.db.conn.changes()
+
     def trigger(self, table: str, id: str) -> v.Record:
         """Log a MANUAL event carrying the row as it is now (Hasura's manual trigger),
         for the row's current recipients."""

@@ -12,7 +12,8 @@ each write; this module only reads it and delivers. Delivery is at least once:
   its attempts while they run, so a lease only lapses when its worker stopped for
   `lease` seconds; a worker that died (same host, pid gone) loses its leases at once;
 - only the oldest pending event of a resource is claimable for a given URL, so one
-  receiver sees the events of one row in the order they were written;
+  receiver sees the events of one row in the order they were written (across rows,
+  the due ones go oldest first);
 - 2xx is delivered; anything else, a time-out or a refused connection is retried
   after an exponential backoff with jitter, up to `max_retries` retries; then the
   delivery is dead, and stays in the file until `redeliver`.
@@ -60,10 +61,9 @@ CLAIM_SQL = f"""
     FROM event_delivery d JOIN event e ON e.id = d.eventId
     WHERE d.nextTryAt <= ?1 AND {CLAIMABLE}
       AND d.url NOT IN (SELECT value FROM json_each(?3))
-    ORDER BY d.seq LIMIT ?2"""
-NEXT_DUE_SQL = f"""
-    SELECT min(max(d.nextTryAt, coalesce(d.leaseUntil, 0))) FROM event_delivery d
-    WHERE {CLAIMABLE.replace("(d.leaseUntil IS NULL OR d.leaseUntil <= ?1)", "1")}"""
+    ORDER BY d.nextTryAt, d.seq LIMIT ?2"""  # the order of event_delivery_due: no sort
+NEXT_DUE_SQL = """
+    SELECT min(nextTryAt) FROM event_delivery WHERE status = 'pending' AND nextTryAt > ?"""
 
 
 @dataclass
@@ -234,7 +234,7 @@ class Deliverer:
                 future.cancel()
 
     def _idle_time(self) -> float:
-        due = self.db.execute(NEXT_DUE_SQL).fetchone()[0]
+        due = self.db.execute(NEXT_DUE_SQL, (time.time(),)).fetchone()[0]
         if due is None:
             return self.poll
         return min(self.poll, max(0.0, due - time.time()) + 0.001)

@@ -305,10 +305,15 @@ def test_cli_deliver_and_events(tmp_path):
         result = runner.invoke(main, ["deliver", db, "--once"])
         assert result.output.strip() == "delivered 1, retrying 0, dead 0"
 
+        result = runner.invoke(main, ["events", db, "--redeliver-dead"])
+        assert result.output.strip() == "1 dead delivery pending again"
+        result = runner.invoke(main, ["deliver", db, "--once"])
+        assert result.output.strip() == "delivered 1, retrying 0, dead 0"
+
     result = runner.invoke(main, ["events", db, "--redeliver", "not-an-id"])
     assert result.exit_code == 1 and "error: id must be a UUID" in result.output
     result = runner.invoke(main, ["info", db])
-    assert "events       1 dead, 1 delivered, 2 logged" in result.output
+    assert "events       2 delivered, 2 logged" in result.output
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="POSIX signals")
