@@ -34,8 +34,8 @@ ADMIN_SESSION = {"x-hasura-role": "admin"}
 class Session:
     """The Hasura session variables of one connection, as JSON text.
 
-    The event triggers call the SQL function `clustore_session()`, which answers
-    `json`, so every event records who made the change (SPEC section 5)."""
+    The event triggers call the SQL function `clustore_session()`, which returns
+    this JSON text, so every event records who made the change (SPEC section 5)."""
 
     def __init__(self, variables: dict | None = None):
         self.json = json.dumps(variables or ADMIN_SESSION)

@@ -147,7 +147,7 @@ def test_leases_are_renewed_while_a_receiver_hangs(store):
         hooks.gate.clear()
         org = store.organizations.create("lumen", webhook=hooks.url())
         stops = [threading.Event(), threading.Event()]
-        workers = [Deliverer(store.path, lease=1.0, poll=0.1, timeout=30, concurrency=2)
+        workers = [Deliverer(store.path, lease=1.5, poll=0.1, timeout=30, concurrency=2)
                    for _ in stops]
         threads = [threading.Thread(target=w.run_forever, args=(stop,))
                    for w, stop in zip(workers, stops)]
@@ -155,7 +155,7 @@ def test_leases_are_renewed_while_a_receiver_hangs(store):
         wait_for(lambda: hooks.in_flight, what="the first attempt")
         threads[1].start()
         try:
-            time.sleep(2.5)  # two and a half leases
+            time.sleep(3.5)  # more than two leases
             assert len(hooks.bodies()) == 1 and not hooks.overlaps
             for stop in stops:
                 stop.set()
@@ -187,7 +187,7 @@ def test_a_hanging_webhook_does_not_stall_writes(store):
             store.trackings.create("click", organization_id=org.id)
             store.organizations.update(org.id, name="renamed")
             elapsed = time.perf_counter() - started
-            assert elapsed < 0.5, f"writes took {elapsed:.2f}s while a delivery hung"
+            assert elapsed < 1.0, f"writes took {elapsed:.2f}s while a delivery hung"
         finally:
             hooks.gate.set()
             stop.set()
