@@ -1,10 +1,10 @@
 """clustore-lite: Clustore's team data model and chunked Arrow dataframes in one
 SQLite file."""
 
-from .errors import (ClustoreError, ConstraintViolation, InvalidValue, NameTaken, NotFound,
-                     PermissionDenied, SchemaMismatch, StoreVersionError)
+from .errors import (ClustoreError, ConstraintViolation, EventError, InvalidValue, NameTaken,
+                     NotFound, PermissionDenied, SchemaMismatch, StoreVersionError)
 from .store import Store, open
 
 __version__ = "0.1.0"
-__all__ = ["open", "Store", "ClustoreError", "ConstraintViolation", "InvalidValue",
+__all__ = ["open", "Store", "ClustoreError", "ConstraintViolation", "EventError", "InvalidValue",
            "NameTaken", "NotFound", "PermissionDenied", "SchemaMismatch", "StoreVersionError"]

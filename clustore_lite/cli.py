@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 
 import click
 from tqdm import tqdm
 
 from . import arrow_codec as codec
 from . import files
+from . import eventlog
 from .errors import ClustoreError, NotFound
 from .store import COLLECTIONS, Store
 
@@ -43,7 +46,11 @@ def main():
               help="HS256 secret of users' JWTs (env CLUSTORE_JWT_SECRET).")
 @click.option("--max-body-mb", default=256, show_default=True, type=int,
               help="Largest request body accepted (413 beyond).")
-def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb):
+@click.option("--no-deliver", is_flag=True, help="Do not deliver events from this server "
+              "(run `clustore-lite deliver` elsewhere).")
+@click.option("--max-retries", default=None, type=int,
+              help="Retries of a webhook delivery before it is dead.")
+def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, no_deliver, max_retries):
     """Serve DB (created if missing) as Clustore's GraphQL API on http://HOST:PORT."""
     import uvicorn
 
@@ -60,7 +67,8 @@ def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb):
         with Store(db) as store:
             demo_data.fill(store)
     app = create_app(db, admin_secret=admin_secret, jwt_secret=jwt_secret,
-                     max_body_bytes=max_body_mb << 20)
+                     max_body_bytes=max_body_mb << 20, deliver=not no_deliver,
+                     delivery_options={} if max_retries is None else {"max_retries": max_retries})
     click.echo(f"serving {db} on http://{host}:{port}/v1/graphql", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", ws="websockets-sansio")
 
@@ -163,6 +171,9 @@ def info(db, as_json):
                f"{report['schema_version']}, journal {report['journal_mode']}")
     for table, count in report["rows"].items():
         click.echo(f"  {table:<12} {count}")
+    if report["events"]:
+        counts = ", ".join(f"{n} {status}" for status, n in report["events"].items())
+        click.echo(f"  {'events':<12} {counts}")
     for d in report["datasets"]:
         click.echo(f"  dataset {d['id']} {d['organization']}/{d['name']}: "
                    f"{d['rows']} rows x {d['dim']} columns, {d['size']} bytes")
@@ -181,4 +192,85 @@ def describe(store: Store) -> dict:
         "journal_mode": db.execute("PRAGMA journal_mode").fetchone()[0],
         "rows": {t: db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in COLLECTIONS},
         "datasets": datasets,
+        "events": {row["status"]: row["n"] for row in db.query(
+            "SELECT status, count(*) AS n FROM event GROUP BY status ORDER BY status")},
     }
+
+
+@main.command("deliver")
+@click.argument("db", type=click.Path(exists=True, dir_okay=False))
+@click.option("--once", is_flag=True, help="Deliver what is due now, then stop.")
+@click.option("--max-retries", default=eventlog.DEFAULT_MAX_RETRIES, show_default=True, type=int,
+              help="Retries after the first attempt before a delivery is dead.")
+@click.option("--timeout", default=10.0, show_default=True, type=float,
+              help="Seconds for each phase of a POST (connect, send, read).")
+@click.option("--backoff", default=10.0, show_default=True, type=float,
+              help="Seconds before the first retry; doubled at each retry.")
+@click.option("--backoff-max", default=3600.0, show_default=True, type=float)
+@click.option("--concurrency", default=16, show_default=True, type=int,
+              help="POSTs in flight at once (at most half of them to one URL).")
+@click.option("--verbose", "-v", is_flag=True, help="One line per attempt, on stderr.")
+def deliver(db, once, max_retries, timeout, backoff, backoff_max, concurrency, verbose):
+    """POST the store's pending events to their webhooks (Hasura's payload), retrying
+    with backoff; runs until interrupted unless --once. Several may run at once."""
+    from . import events as ev  # httpx: loaded only by the commands that POST
+
+    def show(outcome: ev.Outcome):
+        a = outcome.attempt
+        result = "delivered" if outcome.ok else outcome.error
+        click.echo(f"event {a.event_id} -> {a.url} (retry {a.current_retry}): {result}", err=True)
+
+    with ev.Deliverer(db, max_retries=max_retries, timeout=timeout, backoff=backoff,
+                      backoff_max=backoff_max, concurrency=concurrency,
+                      on_outcome=show if verbose else None) as worker:
+        if once:
+            summary = worker.run_once()
+        else:
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: (stop.set(), worker.wake()))
+            summary = worker.run_forever(stop)
+    click.echo(str(summary))
+
+
+@main.command("events")
+@click.argument("db", type=click.Path(exists=True, dir_okay=False))
+@click.option("--status", type=click.Choice(eventlog.STATUSES),
+              help="logged (no recipient), pending, delivered or dead.")
+@click.option("--table", help="Only events of this table (organization, dataset, ...).")
+@click.option("--limit", type=int, help="The most recent N events.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--redeliver", "redeliver", metavar="EVENT_ID",
+              help="Send this event again (dead or pending deliveries, else all of them).")
+@click.option("--redeliver-dead", is_flag=True, help="Make every dead delivery pending again.")
+def events(db, status, table, limit, as_json, redeliver, redeliver_dead):
+    """The event log, oldest first, with each event's failing deliveries."""
+    with Store(db) as store:
+        if redeliver_dead:
+            count = store.events.redeliver_dead()
+            click.echo(f"{count} dead deliver{'y' if count == 1 else 'ies'} pending again")
+            return
+        if redeliver:
+            count = store.events.redeliver(redeliver)
+            click.echo(f"event {redeliver}: {count} deliver{'y' if count == 1 else 'ies'} "
+                       "pending again")
+            return
+        where = {k: {"_eq": value} for k, value in (("status", status), ("tableName", table))
+                 if value}
+        found = store.events.list(where=where, order_by={"seq": "desc"}, limit=limit)[::-1]
+        deliveries = {}
+        shown = {"_and": [{"event": where}, {"seq": {"_gte": found[0]["seq"] if found else 0}}]}
+        for row in store.event_deliveries.list(where=shown, order_by={"url": "asc"}):
+            deliveries.setdefault(row["eventId"], []).append(row)
+    if as_json:
+        click.echo(json.dumps([{**e, "deliveries": deliveries.get(e["id"], [])} for e in found],
+                              indent=2))
+        return
+    for e in found:
+        click.echo(f"event {e['id']} {e['createdAt']} {e['op']} {e['tableName']} "
+                   f"{e['resourceId']} {e['status']}")
+        for d in deliveries.get(e["id"], []):
+            if d["status"] != "delivered":
+                tries = f"{d['tries']} attempt{'' if d['tries'] == 1 else 's'}"
+                last = f", {d['lastError']}" if d["lastError"] else ""
+                click.echo(f"  {d['url']}: {d['status']}, {tries}{last}")

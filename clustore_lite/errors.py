@@ -38,3 +38,9 @@ class StoreVersionError(ClustoreError):
     """The file was written by a newer clustore-lite than this one."""
 
     code = "unexpected"
+
+
+class EventError(ClustoreError):
+    """An event cannot be delivered as asked (it has no recipient, ...)."""
+
+    code = "validation-failed"

@@ -26,7 +26,8 @@ from .tables import TABLES
 PLURALS = {"user": "users", "organization": "organizations", "team": "teams",
            "team_member": "team_members", "access": "accesses", "membership": "memberships",
            "dataframe": "dataframes", "chunk": "chunks", "dataset": "datasets",
-           "task": "tasks", "tracking": "trackings"}
+           "task": "tasks", "tracking": "trackings",
+           "event": "events", "event_delivery": "event_deliveries"}
 
 
 def schema_text() -> str:
@@ -173,7 +174,9 @@ def build_schema():
             query.set_field(field, _root_resolver(table_name, kind))
             subscription.set_source(field, _subscription_source(table_name, kind))
             subscription.set_field(field, lambda answer, *_, **__: answer)
-        mutations.bind(mutation, table_name)
+        if table_name not in mutations.READ_ONLY:
+            mutations.bind(mutation, table_name)
+    mutation.set_field("redeliver_event", mutations.redeliver_event)
     scalars = [ScalarType("jsonb", serializer=_identity, value_parser=_identity,
                           literal_parser=_parse_literal)]
     for name, parse in (("uuid", _parse_uuid), ("timestamptz", _parse_timestamp),

@@ -1,6 +1,8 @@
 """Numbered schema migrations. `PRAGMA user_version` records the last one applied;
 append new steps at the end, never edit a released one."""
 
+from .event_schema import MIGRATION_2
+
 ROLES_CHECK = "IN ('admin', 'contributor', 'guest')"
 
 MIGRATIONS = [
@@ -149,6 +151,8 @@ MIGRATIONS = [
         DELETE FROM dataframe WHERE id IN (OLD.centroidsId, OLD.labelsId);
     END;
     """,
+    # 2: the event log and its deliveries (SPEC section 5), written by triggers.
+    MIGRATION_2,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -16,6 +16,7 @@ from .errors import ClustoreError, InvalidValue
 from .tables import TABLES
 
 OWNS_ACCESS = ("organization", "team", "dataset", "task")
+READ_ONLY = ("event", "event_delivery")  # written by triggers and the delivery worker
 CONSTRAINTS = {
     "user_pkey": ["id"], "user_email_key": ["email"], "organization_name_key": ["name"],
     "team_organizationId_name_key": ["organizationId", "name"],
@@ -141,9 +142,9 @@ class Inserter:
 
 
 def _key_where(table: str, keys: list) -> dict:
-    if TABLES[table].key == ("id",):
-        return {"id": {"_in": list(keys)}}
-    return {"_or": [{"teamId": {"_eq": t}, "userId": {"_eq": u}} for t, u in keys]}
+    if table == "team_member":
+        return {"_or": [{"teamId": {"_eq": t}, "userId": {"_eq": u}} for t, u in keys]}
+    return {"id": {"_in": list(keys)}}
 
 
 def _returning(info, table: str, keys: list, one: bool) -> Any:
@@ -253,3 +254,21 @@ def _resolver(table: str, op: str):
         except ClustoreError as error:
             raise graphql_error(error) from None
     return resolve
+
+
+async def redeliver_event(_, info, id: str):
+    """Send an event again; the store admin's (the event log shows every change)."""
+    from .errors import PermissionDenied
+    from .graphql import graphql_error
+
+    def run():
+        store = info.context["store"]
+        if store.caller is not None:
+            raise PermissionDenied("only the store admin may redeliver events")
+        store.events.redeliver(id)
+        return _returning(info, "event", [id], one=True)
+
+    try:
+        return await run_in_threadpool(run)
+    except ClustoreError as error:
+        raise graphql_error(error) from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from importlib import resources
 
 from ariadne.asgi import GraphQL
@@ -63,11 +64,14 @@ class Server:
     """One store served: the Starlette app and what its handlers share."""
 
     def __init__(self, path: str, max_body_bytes: int = MAX_BODY_BYTES,
-                 admin_secret: str | None = None, jwt_secret: str | None = None):
+                 admin_secret: str | None = None, jwt_secret: str | None = None,
+                 deliver: bool = True, delivery_options: dict | None = None):
         self.store = Store(path)
         self.auth = Authenticator.from_environment(self.store, admin_secret, jwt_secret)
         self.changes = Changes()
         self.max_body_bytes = max_body_bytes
+        self.deliver = deliver
+        self.delivery_options = delivery_options or {}
         self.schema = schema = build_schema()
         self.documents = Documents(schema, [limits_rule()])
         common = dict(context_value=self.context, error_formatter=format_error, logger=LOGGER,
@@ -107,15 +111,29 @@ class Server:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
-        watcher = asyncio.create_task(self._watch())
+        deliverer, stop, thread = None, threading.Event(), None
+        if self.deliver:
+            from .events import Deliverer  # loads httpx: only where events are sent
+
+            deliverer = Deliverer(self.store.path, **self.delivery_options)
+            thread = threading.Thread(target=deliverer.run_forever, args=(stop,),
+                                      name="clustore-deliver", daemon=True)
+            thread.start()
+        watcher = asyncio.create_task(self._watch(deliverer))
         try:
             yield
         finally:
             watcher.cancel()
+            stop.set()
+            if deliverer is not None:
+                deliverer.wake()
+                await run_in_threadpool(thread.join, 10)
+                deliverer.close()
             self.store.close()
 
-    async def _watch(self) -> None:
-        """Bump `changes` whenever any connection, in any process, commits."""
+    async def _watch(self, deliverer=None) -> None:
+        """Bump `changes` whenever any connection, in any process, commits (and wake
+        the delivery worker: a commit may have queued events)."""
         conn = storage.connect(self.store.path)
         try:
             last = conn.execute("PRAGMA data_version").fetchone()[0]
@@ -125,6 +143,8 @@ class Server:
                 if version != last:
                     last = version
                     self.changes.bump()
+                    if deliverer is not None:
+                        deliverer.wake()
         finally:
             conn.close()
 

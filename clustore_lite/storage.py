@@ -14,13 +14,14 @@ Settings (see benchmarks/ and README "Storage choices"):
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 
 import apsw
 
 from .arrow_codec import rows_json
-from .errors import StoreVersionError
+from .errors import InvalidValue, StoreVersionError
 from .migrations import LATEST, MIGRATIONS
 
 PAGE_SIZE = 65536
@@ -28,9 +29,46 @@ BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 16384  # page cache per connection; bounds memory during big transactions
 
 
-def connect(path: str) -> apsw.Connection:
-    """Open one connection with the store's pragmas; creates and upgrades the file."""
+ADMIN_SESSION = {"x-hasura-role": "admin"}
+
+
+class Session:
+    """The Hasura session variables of one connection, as JSON text.
+
+    The event triggers call the SQL function `clustore_session()`, which returns
+    this JSON text, so every event records who made the change (SPEC section 5)."""
+
+    def __init__(self, variables: dict | None = None):
+        self.json = json.dumps(variables or ADMIN_SESSION)
+
+    @property
+    def variables(self) -> dict:
+        return json.loads(self.json)
+
+
+def check_session(variables: dict) -> dict:
+    """Session variables as Hasura names them: lower-case `x-hasura-*` keys, string
+    values, and a role."""
+    if not isinstance(variables, dict):
+        raise InvalidValue(f"session variables must be a dict, not {variables!r}")
+    out = {}
+    for key, value in variables.items():
+        name = str(key).lower()
+        if not name.startswith("x-hasura-") or not isinstance(value, str):
+            raise InvalidValue(f"session variable {key!r} must be named x-hasura-... and "
+                               f"hold a string, not {value!r}")
+        out[name] = value
+    if not out.get("x-hasura-role"):
+        raise InvalidValue("session variables need an x-hasura-role")
+    return out
+
+
+def connect(path: str, session: Session | None = None) -> apsw.Connection:
+    """Open one connection with the store's pragmas; creates and upgrades the file.
+    `session` is what this connection's `clustore_session()` answers (admin if None)."""
     conn = apsw.Connection(os.fspath(path))
+    session = session or Session()
+    conn.create_scalar_function("clustore_session", lambda: session.json, 0)
     conn.set_busy_timeout(BUSY_TIMEOUT_MS)
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA recursive_triggers = ON")
@@ -86,7 +124,11 @@ class Database:
 
     The outermost transaction of a thread is `BEGIN IMMEDIATE`, so a writer takes the
     write lock up front and waits on the busy timeout, instead of failing half-way with
-    "database is locked"; nested ones are savepoints that roll back on their own."""
+    "database is locked"; nested ones are savepoints that roll back on their own.
+
+    Each thread's connection also has a session (Hasura session variables, admin by
+    default) that the events of its writes record: set it with `db.session = {...}`
+    or, for a block, `with db.as_session("user", user_id): ...`."""
 
     def __init__(self, path: str):
         self.path = os.fspath(path)
@@ -99,12 +141,41 @@ class Database:
     def conn(self) -> apsw.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path)
+            self._local.session = Session()
+            conn = connect(self.path, self._local.session)
             self._local.conn = conn
             self._local.depth = 0
             with self._lock:
                 self._all.append(conn)
         return conn
+
+    @property
+    def session(self) -> dict:
+        """The session variables of this thread's writes, e.g.
+        `{"x-hasura-role": "user", "x-hasura-user-id": "..."}`."""
+        self.conn
+        return self._local.session.variables
+
+    @session.setter
+    def session(self, variables: dict | None) -> None:
+        self.conn
+        self._local.session.json = json.dumps(
+            ADMIN_SESSION if variables is None else check_session(variables))
+
+    @contextlib.contextmanager
+    def as_session(self, role: str, user_id: str | None = None, **variables: str):
+        """Writes in this block (this thread) are recorded as made by `role` and
+        `user_id`; extra `x_hasura_name=value` keywords add session variables."""
+        given = {"x-hasura-role": role}
+        if user_id is not None:
+            given["x-hasura-user-id"] = user_id
+        given.update({k.replace("_", "-"): v for k, v in variables.items()})
+        previous = self.session
+        self.session = given
+        try:
+            yield self.session
+        finally:
+            self.session = previous
 
     def close(self) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ from .dataframes import Chunks, Dataframes
 from .errors import PermissionDenied
 from .permissions import Rules
 from .datasets import Datasets, Tasks, Trackings
+from .eventlog import EventDeliveries, Events
 from .model import Accesses, Memberships, Organizations, TeamMembers, Teams, Users
 from .storage import Database
 
@@ -45,12 +46,16 @@ class Store:
     datasets: Datasets
     tasks: Tasks
     trackings: Trackings
+    events: Events  # the event log (not a data-model type: kept out of COLLECTIONS)
+    event_deliveries: EventDeliveries
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         self.db = Database(self.path)
         for attribute, cls in COLLECTIONS.values():
             setattr(self, attribute, cls(self))
+        self.events = Events(self)
+        self.event_deliveries = EventDeliveries(self)
 
     def authorize(self, action: str, table: str, row: dict, changes: dict | None = None) -> dict:
         """The store admin may do anything; views of a caller check (see permissions)."""
@@ -84,6 +89,11 @@ class Store:
     def transaction(self):
         """Group writes: `with store.transaction(): ...` commits them all or none."""
         return self.db.transaction()
+
+    def as_session(self, role: str, user_id: str | None = None, **variables: str):
+        """Writes in this block (this thread) are logged in events as made by `role`
+        and `user_id` (Hasura session variables); see Database.as_session."""
+        return self.db.as_session(role, user_id, **variables)
 
     @contextlib.contextmanager
     def read_transaction(self):
@@ -120,6 +130,14 @@ class CallerStore(Store):
 
     def authorize(self, action: str, table: str, row: dict, changes: dict | None = None) -> dict:
         return self.rules.authorize(action, table, row, changes)
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """The caller's writes, recorded in events with its session variables."""
+        role = "user" if self.caller.user_id else "anonymous"
+        extra = {"x_hasura_clusauth_role": self.caller.token_role} if self.caller.token_role else {}
+        with self.db.as_session(role, self.caller.user_id, **extra), self.db.transaction():
+            yield
 
     def close(self) -> None:
         """A view does not own the file; closing the admin store closes it."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-TEXT, INT, BOOL, JSON, BLOB = "text", "int", "bool", "json", "blob"
+TEXT, INT, REAL, BOOL, JSON, BLOB = "text", "int", "real", "bool", "json", "blob"
 TIMESTAMPS = {"createdAt": TEXT, "updatedAt": TEXT}
 
 
@@ -106,5 +106,18 @@ TABLES: dict[str, Table] = {
         _t("tracking", {"id": TEXT, "userId": TEXT, "organizationId": TEXT, "resource": TEXT,
                         "resourceId": TEXT, "kind": TEXT, "payload": JSON},
            objects={"user": ObjectRel("user", "userId"), **ORG_OBJ}),
+        # the event log (migration 2): written by triggers, read by store.events
+        Table("event", {"id": TEXT, "seq": INT, "tableName": TEXT, "op": TEXT,
+                        "resourceId": TEXT, "accessId": TEXT, "orgAccessId": TEXT,
+                        "old": JSON, "new": JSON, "sessionVariables": JSON, "status": TEXT,
+                        "createdAt": TEXT},
+              arrays={"deliveries": ArrayRel("event_delivery", "eventId")},
+              key=("seq",)),
+        Table("event_delivery", {"id": INT, "eventId": TEXT, "seq": INT, "tableName": TEXT,
+                                 "resourceId": TEXT, "url": TEXT, "status": TEXT, "tries": INT,
+                                 "nextTryAt": REAL, "leaseUntil": REAL, "leaseOwner": TEXT,
+                                 "lastStatus": INT, "lastError": TEXT, "deliveredAt": TEXT,
+                                 "createdAt": TEXT, "updatedAt": TEXT},
+              objects={"event": ObjectRel("event", "eventId")}),
     ]
 }

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import clustore_lite
+from clustore_lite import migrations
 
 CLI = [sys.executable, "-m", "clustore_lite"]
 
@@ -74,7 +75,7 @@ def test_info_lists_what_the_file_holds(tmp_path, table):
     pq.write_table(table, source)
     run("import", db, source, "--org", "lumen", "--dataset", "d", "-q")
     out = run("info", db).stdout
-    assert "schema version 1" in out and "lumen/d: 1000 rows x 4 columns" in out
+    assert f"schema version {migrations.LATEST}" in out and "lumen/d: 1000 rows x 4 columns" in out
 
 
 def test_bad_files_are_clear_errors(tmp_path):
