@@ -4,6 +4,7 @@ network namespace that has only loopback; chromium is driven over the DevTools p
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import fcntl
@@ -340,3 +341,42 @@ def test_ide_runs_a_query_offline(offline_ide, tmp_path):
     errors = [e["params"]["entry"] for e in page.chrome.events
               if e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"]
     assert not errors, errors
+
+
+def test_ide_files_are_served_by_the_package(tmp_path):
+    asyncio.run(_check_ide_files(tmp_path / "store.sqlite"))
+
+
+async def _check_ide_files(path: Path):
+    import re
+
+    import httpx
+
+    from clustore_lite.server import IDE_ASSETS, Server
+
+    server = Server(str(path))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(server.app),
+                                     base_url="http://127.0.0.1") as client:
+            page = await client.get("/v1/graphql")
+            assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+            assert "default-src 'self'" in page.headers["content-security-policy"]
+            linked = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+            assert all(u.startswith(("/v1/graphql/static/", "data:")) for u in linked), linked
+            assert {u.rsplit("/", 1)[1] for u in linked if u.startswith("/")} == set(IDE_ASSETS)
+            for name, media_type in IDE_ASSETS.items():
+                url = f"/v1/graphql/static/{name}"
+                plain = await client.get(url, headers={"Accept-Encoding": "identity"})
+                assert plain.status_code == 200 and plain.headers["content-type"] == media_type
+                assert "max-age" in plain.headers["cache-control"]
+                assert "content-encoding" not in plain.headers
+                assert b"//unpkg.com" not in plain.content and b"//cdn.jsdelivr" not in plain.content
+                zipped = await client.get(url, headers={"Accept-Encoding": "gzip"})
+                assert zipped.headers["content-encoding"] == "gzip" and zipped.content == plain.content
+                assert int(zipped.headers["content-length"]) < len(plain.content)
+                again = await client.get(url, headers={"If-None-Match": plain.headers["etag"]})
+                assert again.status_code == 304 and not again.content
+            for name in ("ide.html", "README.md", "..%2Fserver.py", "nothing.js"):
+                assert (await client.get(f"/v1/graphql/static/{name}")).status_code == 404
+    finally:
+        server.store.close()
