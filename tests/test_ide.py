@@ -131,7 +131,9 @@ class DevTools:
         message = {"id": ident, "method": method, "params": params or {}}
         if session:
             message["sessionId"] = session
-        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
+        data = json.dumps(message).encode() + b"\0"
+        while data:
+            data = data[os.write(self._to_chrome, data):]
         with self._lock:
             if not self._lock.wait_for(lambda: ident in self._answers, timeout):
                 raise TimeoutError(f"chromium did not answer {method} in {timeout} s")
