@@ -198,9 +198,12 @@ class Page:
                   {**base, "type": "keyDown" if text else "rawKeyDown", "text": text})
         self.call("Input.dispatchKeyEvent", {**base, "type": "keyUp"})
 
-    def click(self, selector: str):
-        box = self.evaluate(f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
-                            f".getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2] }})()")
+    def click(self, selector: str, text: str | None = None):
+        """A real mouse click on the first element matching `selector` (and showing `text`)."""
+        box = self.evaluate(
+            f"(() => {{ const r = [...document.querySelectorAll({json.dumps(selector)})]"
+            f".find(e => {json.dumps(text)} === null || e.innerText.trim() === {json.dumps(text)})"
+            f".getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2] }})()")
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1],
                                                    "button": "left", "clickCount": 1})
@@ -218,19 +221,26 @@ class Page:
 
 QUERY_EDITOR = ".graphiql-query-editor .CodeMirror"
 RESULT = ".graphiql-response .CodeMirror"
+HEADERS_EDITOR = ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror"
+ADMIN_SECRET = "edge-box-secret"
 CTRL = 2
 
 
-def _type_query(page: Page, text: str) -> None:
-    """Replace the query editor's text by typing, and wait until GraphiQL has parsed it (it
-    does so 100 ms after the last keystroke, and picks HTTP or WebSocket from that parse)."""
-    page.click(QUERY_EDITOR)
+def _type_into(page: Page, editor: str, text: str, done: str = "true") -> None:
+    """Replace an editor's text by typing (select all, then type), until `done` (JavaScript,
+    with `editor` the CodeMirror instance) holds."""
+    page.click(editor)
     page.key("a", "KeyA", 65, CTRL)
     page.call("Input.insertText", {"text": text})
-    page.wait_for(f"(() => {{ const editor = document.querySelector({json.dumps(QUERY_EDITOR)})"
-                  f".CodeMirror; return editor.getValue() === {json.dumps(text)}"
-                  f" && editor.documentAST?.loc.source.body === {json.dumps(text)} }})()",
-                  f"GraphiQL to parse {text!r}")
+    page.wait_for(f"(() => {{ const editor = document.querySelector({json.dumps(editor)})"
+                  f".CodeMirror; return editor.getValue() === {json.dumps(text)} && ({done}) }})()",
+                  f"{text!r} in {editor}")
+
+
+def _type_query(page: Page, text: str) -> None:
+    """Type the query, and wait until GraphiQL has parsed it (it does so 100 ms after the
+    last keystroke, and picks HTTP or WebSocket from that parse)."""
+    _type_into(page, QUERY_EDITOR, text, f"editor.documentAST?.loc.source.body === {json.dumps(text)}")
 
 
 def _result_including(text: str) -> str:
@@ -250,18 +260,20 @@ def offline_ide(tmp_path):
     profile.mkdir()
     browser = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe"]
     server_log = open(tmp_path / "server.log", "wb")
+    # with an admin secret, callers without headers are anonymous (demo-lab is public)
+    env = {**os.environ, "CLUSTORE_ADMIN_SECRET": ADMIN_SECRET}
     if tools:
         unshare, nsenter, ip = tools
         # a fresh network namespace whose only interface is loopback, made for this test;
         # `unshare` execs the shell, which execs the server: its pid holds the namespace
         server = subprocess.Popen(
             [unshare, "--net", "--", "sh", "-c", f'"{ip}" link set lo up && exec "$@"', "sh", *serve],
-            stdout=server_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=server_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         inside = [nsenter, f"--target={server.pid}", "--net", "--"]
         cut = "network namespace with loopback only"
     else:  # no namespaces here: chromium may resolve and reach loopback only
         server = subprocess.Popen(serve, stdout=server_log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)
+                                  stdin=subprocess.DEVNULL, env=env)
         inside = []
         browser += ["--proxy-server=http://127.0.0.1:9",  # a dead proxy; loopback bypasses it
                     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
@@ -326,12 +338,30 @@ def test_ide_runs_a_query_offline(offline_ide, tmp_path):
     screenshot.write_bytes(base64.b64decode(page.call("Page.captureScreenshot")["data"]))
     print(f"IDE screenshot: {screenshot} (network cut by {cut})")
 
-    # a subscription goes over a graphql-transport-ws WebSocket, started with the run button
-    _type_query(page, "subscription { users(order_by: {name: asc}) { name } }")
+    # a subscription goes over a graphql-transport-ws WebSocket, started with the run button;
+    # the Headers tab goes with it, in connection_init, where the server reads the caller
+    # (the admin secret shows admin tokens, which anonymous callers see as null)
+    page.click(".graphiql-editor-tools button", text="Headers")
+    _type_into(page, HEADERS_EDITOR, json.dumps({"X-Clustore-Admin-Secret": ADMIN_SECRET}))
+    _type_query(page, "subscription { accesses { adminToken } }")
     page.click(".graphiql-execute-button")
-    shown = page.wait_for(_result_including("bob"), "the subscription's first answer")
-    assert json.loads(shown)["data"]["users"] == [{"name": "ana"}, {"name": "bob"}]
+    shown = page.wait_for(_result_including("adminToken"), "the subscription's first answer")
+    accesses = json.loads(shown)["data"]["accesses"]
+    assert accesses and all(a["adminToken"] for a in accesses), accesses
     assert url.replace("http:", "ws:") in page.urls()
+    sent = [json.loads(e["params"]["response"]["payloadData"]) for e in page.chrome.events
+            if e.get("method") == "Network.webSocketFrameSent"]
+    assert {"type": "connection_init",
+            "payload": {"headers": {"X-Clustore-Admin-Secret": ADMIN_SECRET}}} in sent, sent
+
+    # ... and with queries over HTTP (the run button stops the subscription first)
+    page.click(".graphiql-execute-button")
+    _type_query(page, "query Tokens { accesses { adminToken guestToken } }")
+    page.key("Enter", "Enter", 13, CTRL)
+    shown = page.wait_for(_result_including("guestToken"), "the query with the admin secret")
+    assert all(a["adminToken"] for a in json.loads(shown)["data"]["accesses"]), shown
+    posted = [r["request"] for r in page.requests() if "Tokens" in r["request"].get("postData", "")]
+    assert posted and posted[-1]["headers"].get("X-Clustore-Admin-Secret") == ADMIN_SECRET, posted
 
     urls = page.urls()
     assert url in urls and any("/v1/graphql/static/graphiql.min.js" in u for u in urls), urls
