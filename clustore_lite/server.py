@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import gzip
+import hashlib
 import json
 import threading
 from importlib import resources
@@ -85,6 +88,7 @@ class Server:
             routes=[
                 Route("/ping", self.ping),
                 Route("/v1/graphql", self.graphql, methods=["GET", "POST"]),
+                Route("/v1/graphql/static/{name}", ide_asset),
                 WebSocketRoute("/v1/graphql", self.websocket),
                 Route("/v1/dataframes/{id}.arrow", self.read_arrow),
                 Route("/v1/dataframes/{id}/chunks", self.append_arrow, methods=["POST"]),
@@ -153,7 +157,7 @@ class Server:
 
     async def graphql(self, request: Request):
         if request.method == "GET":
-            return HTMLResponse(ide_page())
+            return HTMLResponse(ide_page(), headers=IDE_HEADERS)
         body = await self._bounded_body(request)
         if body is None:
             return _error(413, "validation-failed",
@@ -293,6 +297,44 @@ def _error(status: int, code: str, message: str):
 
 def ide_page() -> str:
     return resources.files(__package__).joinpath("static/ide.html").read_text()
+
+
+# The IDE (GraphiQL, React) ships inside the package, so the page works with no internet;
+# the policy makes the browser refuse anything from another origin.
+IDE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+}
+IDE_ASSETS = {
+    "graphiql.min.js": "text/javascript; charset=utf-8",
+    "graphiql.min.css": "text/css; charset=utf-8",
+    "react.production.min.js": "text/javascript; charset=utf-8",
+    "react-dom.production.min.js": "text/javascript; charset=utf-8",
+    "ide.js": "text/javascript; charset=utf-8",
+}
+
+
+@functools.cache
+def _ide_asset(name: str) -> tuple[bytes, bytes, str]:
+    """(body, gzipped body, ETag) of one IDE file, read from the package once."""
+    body = resources.files(__package__).joinpath("static", name).read_bytes()
+    return body, gzip.compress(body, 6, mtime=0), '"%s"' % hashlib.sha256(body).hexdigest()[:32]
+
+
+async def ide_asset(request: Request):
+    name = request.path_params["name"]
+    if name not in IDE_ASSETS:
+        return PlainTextResponse("not found", status_code=404)
+    body, zipped, etag = await run_in_threadpool(_ide_asset, name)
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=86400, must-revalidate",
+               "Vary": "Accept-Encoding", "X-Content-Type-Options": "nosniff"}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        body, headers["Content-Encoding"] = zipped, "gzip"
+    return Response(body, media_type=IDE_ASSETS[name], headers=headers)
 
 
 def create_app(path: str, **options) -> Starlette:
