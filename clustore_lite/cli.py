@@ -140,3 +140,31 @@ def describe(store: Store) -> dict:
         "rows": {t: db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in COLLECTIONS},
         "datasets": datasets,
     }
+
+
+@main.command("push")
+@click.argument("db", type=click.Path(exists=True, dir_okay=False))
+@click.argument("url")
+@click.option("--batch-mb", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Chunk megabytes per PostgreSQL transaction.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def push(db, url, batch_mb, quiet):
+    """Mirror the store DB into the PostgreSQL database at URL (postgresql://...).
+
+    The first push creates the tables; later ones send only what changed and delete
+    what is gone. A push cut short is finished by the next one. Rows whose name is
+    taken in PostgreSQL by another store are listed and kept back (exit code 3)."""
+    from . import postgres  # psycopg is only needed here
+
+    with Store(db) as store, tqdm(unit="B", unit_scale=True, disable=quiet, file=sys.stderr,
+                                  desc="push") as bar:
+        report = postgres.push(store, url, batch_bytes=batch_mb * 2**20,
+                               progress=lambda table, nbytes: bar.update(nbytes))
+    click.echo(report.summary())
+    for conflict in report.conflicts:
+        click.echo(f"conflict: {conflict}", err=True)
+    if report.conflicts:
+        click.echo(f"error: {len(report.conflicts)} name conflict(s) kept "
+                   f"{len(report.conflicts) + report.held_back} rows out of PostgreSQL; rename "
+                   "them in this store (or in PostgreSQL) and push again", err=True)
+        sys.exit(3)
