@@ -388,7 +388,7 @@ class Pusher:
                     f'INSERT INTO {BOOKKEEPING}.pushed (origin, "table", key, digest) '
                     "SELECT %s, %s, key, digest FROM stage ON CONFLICT (origin, \"table\", key) "
                     "DO UPDATE SET digest = EXCLUDED.digest", (self.origin, table))
-        except (pgerrors.IntegrityViolation, pgerrors.DataException) as error:
+        except (psycopg.IntegrityError, psycopg.DataError) as error:
             detail = error.diag.message_detail or ""
             raise PushError(
                 f"PostgreSQL refused rows of {table}: {error.diag.message_primary}. {detail} "
