@@ -362,6 +362,7 @@ class Pusher:
         """One transaction: stage the rows with COPY, upsert them, record the digests."""
         spec = TABLES[table]
         columns = list(spec.columns)
+        heavy = [c for c in columns if (table, c) in HEAVY]
         staged = ", ".join(f"{q(c)} {_stage_type(table, c)}" for c in columns)
         names = ", ".join(map(q, columns))
         updated = [c for c in columns if c not in spec.key]
@@ -379,6 +380,8 @@ class Pusher:
                 self._session()
                 self.conn.execute(f"CREATE TEMP TABLE stage ({staged}, key text, digest bytea) "
                                   "ON COMMIT DROP")
+                for column in heavy:  # Arrow IPC bytes: no TOAST compression attempts
+                    self.conn.execute(f"ALTER TABLE stage ALTER {q(column)} SET STORAGE EXTERNAL")
                 with self.conn.cursor().copy("COPY stage FROM STDIN (FORMAT BINARY)") as copy:
                     copy.set_types([_stage_type(table, c) for c in columns] + ["text", "bytea"])
                     for row in batch:
