@@ -179,16 +179,16 @@ def test_next_push_sends_changes_only(store, url):
 
 def test_push_cut_short_inside_a_batch_is_finished_by_the_next(store, url, monkeypatch):
     fill(store)
-    original, calls = postgres.Pusher._flush, []
+    original, calls = postgres.Pusher._copy_new, []
 
-    def failing(self, table, batch, nbytes):
+    def failing(self, table, batch):
+        original(self, table, batch)
         calls.append(table)
-        if len(calls) == 5:  # after the COPY of this batch, before its commit
-            batch[-1].values[0] = "not a uuid"
-        return original(self, table, batch, nbytes)
+        if len(calls) == 3:  # the chunks of this batch are written, not yet committed
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(postgres.Pusher, "_flush", failing)
-    with pytest.raises(postgres.PushError, match="refused rows of chunk"):
+    monkeypatch.setattr(postgres.Pusher, "_copy_new", failing)
+    with pytest.raises(KeyboardInterrupt):
         postgres.push(store, url, batch_bytes=2**20)
     monkeypatch.undo()
     partial = pg_rows(url)
