@@ -168,3 +168,24 @@ def push(db, url, batch_mb, quiet):
                    f"{len(report.conflicts) + report.held_back} rows out of PostgreSQL; rename "
                    "them in this store (or in PostgreSQL) and push again", err=True)
         sys.exit(3)
+
+
+@main.command("hasura-metadata")
+@click.argument("db", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--webhook-env", default="CLUSTORE_WEBHOOK_URL", show_default=True,
+              help="Environment variable holding the event triggers' webhook (a relay).")
+@click.option("--database-url-env", default="HASURA_GRAPHQL_DATABASE_URL", show_default=True,
+              help="Environment variable holding the PostgreSQL URL, as Hasura sees it.")
+def hasura_metadata(db, out_dir, webhook_env, database_url_env):
+    """Write Hasura metadata (v3 directory) for the PostgreSQL mirror of the store DB:
+    tables with Clustore's root fields, relationships, permissions, event triggers.
+    Apply it with `hasura metadata apply` after a first `push`."""
+    from . import hasura
+
+    with Store(db) as store:  # refuses a store newer than this clustore-lite
+        version = store.db.execute("PRAGMA user_version").fetchone()[0]
+    written = hasura.write_metadata(out_dir, webhook_env=webhook_env,
+                                    database_url_env=database_url_env)
+    click.echo(f"wrote Hasura metadata v3 for {len(hasura.ORDER)} tables (store schema "
+               f"version {version}) to {out_dir}: {len(written)} files")

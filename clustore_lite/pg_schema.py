@@ -36,6 +36,12 @@ def pg_type(table: str, column: str) -> str:
     return {INT: "bigint", BOOL: "boolean", JSON: "jsonb", BLOB: "bytea"}.get(kind, "text")
 
 
+_DEFAULTS = "\n".join(
+    f'ALTER TABLE public."{t}" '
+    + ("" if t == "team_member" else 'ALTER "id" SET DEFAULT gen_random_uuid(), ')
+    + 'ALTER "createdAt" SET DEFAULT now(), ALTER "updatedAt" SET DEFAULT now();'
+    for t in ORDER)
+
 MIRROR_DDL = f"""
 CREATE TABLE public."user" (
     "id" uuid PRIMARY KEY,
@@ -166,6 +172,13 @@ CREATE TABLE public.tracking (
 );
 CREATE INDEX tracking_user ON public.tracking("userId");
 CREATE INDEX tracking_organization ON public.tracking("organizationId");
+
+-- Defaults for rows written through Hasura (push always sends every column).
+ALTER TABLE public.access
+    ALTER "adminToken" SET DEFAULT replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''),
+    ALTER "contributorToken" SET DEFAULT replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''),
+    ALTER "guestToken" SET DEFAULT replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
+{_DEFAULTS}
 
 -- An entity owns its access and its dataframes: they go when it goes (as in SQLite).
 CREATE FUNCTION {BOOKKEEPING}.delete_owned() RETURNS trigger LANGUAGE plpgsql AS $$
