@@ -28,7 +28,7 @@ def find_bindir() -> str | None:
 def unavailable(reason: str):
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"PostgreSQL is needed in CI: {reason}")
-    pytest.skip(f"no PostgreSQL server to test against: {reason}")
+    pytest.skip(f"no PostgreSQL server to test against: {reason}", allow_module_level=True)
 
 
 class Cluster:

@@ -16,13 +16,16 @@ import pytest
 import clustore_lite
 from clustore_lite.tables import TABLES
 
-psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[test]')")
-from psycopg.rows import dict_row  # noqa: E402
+from pg_server import Cluster, unavailable
 
-from clustore_lite import postgres  # noqa: E402
-from clustore_lite.pg_schema import ORDER, pg_type  # noqa: E402
+try:
+    import psycopg
+    from psycopg.rows import dict_row
 
-from pg_server import Cluster  # noqa: E402
+    from clustore_lite import postgres
+    from clustore_lite.pg_schema import ORDER, pg_type
+except ImportError as missing:
+    unavailable(f"{missing} (pip install -e '.[test]')")
 
 CLI = [sys.executable, "-m", "clustore_lite"]
 
