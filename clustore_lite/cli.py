@@ -154,7 +154,10 @@ def push(db, url, batch_mb, quiet):
     The first push creates the tables; later ones send only what changed and delete
     what is gone. A push cut short is finished by the next one. Rows whose name is
     taken in PostgreSQL by another store are listed and kept back (exit code 3)."""
-    from . import postgres  # psycopg is only needed here
+    try:
+        from . import postgres  # psycopg is only needed here
+    except ImportError as missing:
+        raise ClustoreError(f"push needs {missing.name}: pip install 'clustore-lite[postgres]'")
 
     with Store(db) as store, tqdm(unit="B", unit_scale=True, disable=quiet, file=sys.stderr,
                                   desc="push") as bar:

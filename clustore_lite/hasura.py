@@ -52,29 +52,45 @@ def _at_least(role: str) -> list[str]:
     return list(ROLES[ROLES.index(role):])
 
 
-def grants(role: str, anonymous: bool = False) -> dict:
+# Hasura checks an insert after the row is written: a new membership or team member
+# must not count towards the rights that allow writing it (else anyone could invite
+# themselves). `root` names the table of the row being written, to leave it out.
+NOT_ROOT = {
+    "membership": {"id": {"_cne": ["$", "id"]}},
+    "team_member": {"_not": {"_and": [{"teamId": {"_ceq": ["$", "teamId"]}},
+                                      {"userId": {"_ceq": ["$", "userId"]}}]}},
+}
+
+
+def grants(role: str, anonymous: bool = False, root: str | None = None) -> dict:
     """On an access row: it gives `role` (or more) to the caller."""
     public = {"public": {"_in": _at_least(role)}}
     if anonymous:
         return public
-    member = {"_or": [{"userId": {"_eq": ME}}, {"team": {"team_members": {"userId": {"_eq": ME}}}}]}
-    return {"_or": [public, {"memberships": {"_and": [{"role": {"_in": _at_least(role)}}, member]}}]}
+    in_team = {"userId": {"_eq": ME}}
+    if root == "team_member":
+        in_team = {"_and": [in_team, NOT_ROOT[root]]}
+    member = [{"role": {"_in": _at_least(role)}},
+              {"_or": [{"userId": {"_eq": ME}}, {"team": {"team_members": in_team}}]}]
+    if root == "membership":
+        member.append(NOT_ROOT[root])
+    return {"_or": [public, {"memberships": {"_and": member}}]}
 
 
-def role_on(table: str, role: str, anonymous: bool = False) -> dict:
+def role_on(table: str, role: str, anonymous: bool = False, root: str | None = None) -> dict:
     """On a row of a resource table: the caller has `role` (or more) on it, by ownership,
     `public`, its memberships, its teams' memberships, or the same on its organization."""
-    rules = [{"access": grants(role, anonymous)}]
+    rules = [{"access": grants(role, anonymous, root)}]
     if not anonymous and "ownerId" in TABLES[table].columns:
         rules.append({"ownerId": {"_eq": ME}})
     if table != "organization":
-        rules.append({"organization": role_on("organization", role, anonymous)})
+        rules.append({"organization": role_on("organization", role, anonymous, root)})
     return {"_or": rules}
 
 
-def access_rule(role: str, anonymous: bool = False) -> dict:
+def access_rule(role: str, anonymous: bool = False, root: str | None = None) -> dict:
     """On an access row: the caller has `role` on the resource it belongs to."""
-    return {"_or": [{r: role_on(r, role, anonymous)} for r in RESOURCES]}
+    return {"_or": [{r: role_on(r, role, anonymous, root)} for r in RESOURCES]}
 
 
 def frame_rule(role: str, anonymous: bool = False) -> dict:
@@ -90,9 +106,11 @@ def _orphan_frame() -> dict:
                              for rel in ("dataset", "centroidsOf", "labelsOf")]}}
 
 
-def _invite(role_field: str = "role") -> dict:
-    """Guests invite guests, contributors invite contributors, admins anyone."""
-    return {"_or": [{"_and": [{role_field: {"_in": ROLES[:i + 1]}}, {"access": access_rule(r)}]}
+def _invite() -> dict:
+    """Guests invite guests, contributors invite contributors, admins anyone; the new
+    membership itself does not count."""
+    return {"_or": [{"_and": [{"role": {"_in": list(ROLES[:i + 1])}},
+                              {"access": access_rule(r, root="membership")}]}
                     for i, r in enumerate(ROLES)]}
 
 
@@ -141,7 +159,8 @@ def permissions(table: str) -> dict:
         "organization": ({"ownerId": {"_eq": ME}}, ["id", "name", "accessId"], OWNED_BY_ME),
         "team": ({"organization": role_on("organization", "admin")},
                  ["id", "name", "organizationId", "accessId"], None),
-        "team_member": ({"team": role_on("team", "admin")}, ["teamId", "userId"], None),
+        "team_member": ({"team": role_on("team", "admin", root="team_member")},
+                        ["teamId", "userId"], None),
         "access": ({}, ["id", "public", "webhook"], None),
         "membership": (_invite(), _columns("membership", *stamps), None),
         "dataframe": ({}, _columns("dataframe", *stamps), None),

@@ -83,3 +83,17 @@ class Cluster:
             self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One throwaway server per test module (import this fixture into the module)."""
+    server = Cluster()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def url(cluster):
+    """A fresh, empty database of that server."""
+    return cluster.new_database()

@@ -15,7 +15,8 @@ SPEC_ROOTS = {"user": "users", "organization": "organizations", "team": "teams",
               "access": "accesses", "dataset": "datasets", "task": "tasks",
               "dataframe": "dataframes", "tracking": "trackings"}
 EVENTS = ("organization", "team", "access", "membership", "dataset", "task", "tracking")
-OPERATORS = {"_eq", "_neq", "_in", "_nin", "_is_null", "_gt", "_gte", "_lt", "_lte"}
+OPERATORS = {"_eq", "_neq", "_in", "_nin", "_is_null", "_gt", "_gte", "_lt", "_lte",
+             "_ceq", "_cne"}
 
 
 @pytest.fixture(scope="module")

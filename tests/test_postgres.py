@@ -16,7 +16,7 @@ import pytest
 import clustore_lite
 from clustore_lite.tables import TABLES
 
-from pg_server import Cluster, unavailable
+from pg_server import cluster, unavailable, url  # noqa: F401 - fixtures
 
 try:
     import psycopg
@@ -28,18 +28,6 @@ except ImportError as missing:
     unavailable(f"{missing} (pip install -e '.[test]')")
 
 CLI = [sys.executable, "-m", "clustore_lite"]
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    server = Cluster()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def url(cluster):
-    return cluster.new_database()
 
 
 def fill(store, org_name="lumen", mb=8, tag="a"):
