@@ -147,8 +147,11 @@ def describe(store: Store) -> dict:
 @click.argument("url")
 @click.option("--batch-mb", default=64, show_default=True, type=click.IntRange(min=1),
               help="Chunk megabytes per PostgreSQL transaction.")
+@click.option("--full", is_flag=True,
+              help="Compare every row again, not only those changed since the last push "
+                   "(repairs rows changed or deleted in PostgreSQL).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def push(db, url, batch_mb, quiet):
+def push(db, url, batch_mb, full, quiet):
     """Mirror the store DB into the PostgreSQL database at URL (postgresql://...).
 
     The first push creates the tables; later ones send only what changed and delete
@@ -161,15 +164,20 @@ def push(db, url, batch_mb, quiet):
 
     with Store(db) as store, tqdm(unit="B", unit_scale=True, disable=quiet, file=sys.stderr,
                                   desc="push") as bar:
-        report = postgres.push(store, url, batch_bytes=batch_mb * 2**20,
+        report = postgres.push(store, url, batch_bytes=batch_mb * 2**20, full=full,
                                progress=lambda table, nbytes: bar.update(nbytes))
     click.echo(report.summary())
+    if report.last_pushed_from:
+        click.echo(f"note: this store last pushed from {report.last_pushed_from}. If that "
+                   "file still exists, this one is a copy: a copy must not push (each would "
+                   "delete the other's new rows); delete its clustore_origin table first to "
+                   "make it a store of its own.", err=True)
     for conflict in report.conflicts:
         click.echo(f"conflict: {conflict}", err=True)
     if report.conflicts:
         click.echo(f"error: {len(report.conflicts)} name conflict(s) kept "
-                   f"{len(report.conflicts) + report.held_back} rows out of PostgreSQL; rename "
-                   "them in this store (or in PostgreSQL) and push again", err=True)
+                   f"{len(report.conflicts) + report.held_back} rows out of PostgreSQL; change "
+                   "those names in this store (or in PostgreSQL) and push again", err=True)
         sys.exit(3)
 
 

@@ -87,6 +87,7 @@ class PushReport:
     held_back: int = 0  # rows not sent because they depend on a conflicting row
     conflicts: list[Conflict] = field(default_factory=list)
     seconds: float = 0.0
+    last_pushed_from: str | None = None  # host:path, when this push comes from elsewhere
 
     @property
     def sent_rows(self) -> int:
@@ -114,15 +115,17 @@ class Row:
 
 
 def push(store, url: str, batch_bytes: int = BATCH_BYTES,
-         progress: Callable[[str, int], None] | None = None) -> PushReport:
-    """Mirror `store` into the PostgreSQL database at `url`; answer what was done."""
+         progress: Callable[[str, int], None] | None = None, full: bool = False) -> PushReport:
+    """Mirror `store` into the PostgreSQL database at `url`; answer what was done.
+    `full` compares every row again instead of trusting the digests recorded (repairs a
+    mirror whose rows were changed or deleted in PostgreSQL)."""
     origin = store_origin(store)
     try:
         conn = psycopg.connect(url, autocommit=True)
     except psycopg.Error as error:
         raise PushError(f"cannot connect to PostgreSQL: {str(error).strip()}") from None
     with conn:
-        return Pusher(store, conn, origin, batch_bytes, progress).run()
+        return Pusher(store, conn, origin, batch_bytes, progress, full).run()
 
 
 def store_origin(store) -> str:
@@ -161,9 +164,9 @@ class Pusher:
     """One push: delete what is gone, check names, send what changed."""
 
     def __init__(self, store, conn: psycopg.Connection, origin: str, batch_bytes: int,
-                 progress: Callable[[str, int], None] | None):
+                 progress: Callable[[str, int], None] | None, full: bool = False):
         self.store, self.db, self.conn = store, store.db, conn
-        self.origin, self.batch_bytes = origin, batch_bytes
+        self.origin, self.batch_bytes, self.full = origin, batch_bytes, full
         self.progress = progress or (lambda table, nbytes: None)
         self.report = PushReport(origin)
         self.skipped: dict[str, set[str]] = defaultdict(set)  # rows held back, per table
@@ -205,11 +208,16 @@ class Pusher:
                         "clustore-lite: push into an empty database") from None
             self.conn.execute(f"DELETE FROM {BOOKKEEPING}.mirror")
             self.conn.execute(f"INSERT INTO {BOOKKEEPING}.mirror VALUES (%s)", (MIRROR_VERSION,))
+            here = (socket.gethostname(), os.path.abspath(self.store.path))
+            last = self.conn.execute(f"SELECT host, path FROM {BOOKKEEPING}.store WHERE id = %s",
+                                     (self.origin,)).fetchone()
+            if last is not None and tuple(last) != here:
+                self.report.last_pushed_from = f"{last[0]}:{last[1]}"
             self.conn.execute(
                 f'INSERT INTO {BOOKKEEPING}.store (id, host, path, "lastPushStartedAt") '
                 "VALUES (%s, %s, %s, now()) ON CONFLICT (id) DO UPDATE SET host = "
                 'EXCLUDED.host, path = EXCLUDED.path, "lastPushStartedAt" = now()',
-                (self.origin, socket.gethostname(), os.path.abspath(self.store.path)))
+                (self.origin, *here))
 
     def _session(self) -> None:
         """Tell Hasura's event triggers (x-hasura-role) where these changes come from."""
@@ -243,7 +251,8 @@ class Pusher:
             yield Row(key, digest, values)
 
     def _changed(self, table: str, pushed: dict[str, bytes]) -> Iterator[Row]:
-        return (row for row in self._local(table) if pushed.get(row.key) != row.digest)
+        return (row for row in self._local(table)
+                if self.full or pushed.get(row.key) != row.digest)
 
     # -- the three steps -------------------------------------------------------------
 
