@@ -37,6 +37,16 @@ EXTRA = {
 }
 TOKENS = ("adminToken", "contributorToken", "guestToken")
 LIMITS = """\
+Setting up: Hasura reads the mirror's URL from HASURA_GRAPHQL_DATABASE_URL and the event
+webhook (a relay that routes each event to the access and membership webhooks of SPEC 5)
+from CLUSTORE_WEBHOOK_URL; set HASURA_GRAPHQL_UNAUTHORIZED_ROLE=anonymous so callers
+without a token get the anonymous rules, and have the auth webhook or JWT set
+X-Hasura-Role=user and X-Hasura-User-Id for a signed-in user.
+
+Rows written by `clustore-lite push` fire the event triggers too; their
+session_variables are {"x-hasura-role": "clustore-push", "x-clustore-origin": <store>},
+so a relay can drop them when the edge store has delivered its own events.
+
 Not encoded (Hasura permissions are per role and row, not per row and column):
 - resource tokens (X-Clusauth-Token holding an access token) are not a role here: map them
   in an auth webhook, or serve them from clustore-lite;

@@ -28,6 +28,7 @@ def metadata(tmp_path_factory):
                              str(base / "store.sqlite"), str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "wrote Hasura metadata v3 for 11 tables" in result.stdout
+    assert "anonymous" in (out / "LIMITS.md").read_text()
     return out
 
 
