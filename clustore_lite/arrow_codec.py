@@ -140,3 +140,68 @@ def check_same_schema(expected: pa.Schema, given: pa.Schema) -> None:
 
 def _describe(schema: pa.Schema) -> str:
     return ", ".join(f"{f.name}: {f.type}" for f in schema)
+
+
+def rows_json(data: bytes) -> str:
+    """A chunk's rows as a JSON array of arrays in column order (GraphQL `chunk.data`).
+    NaN and infinities, which JSON cannot hold, become null; timestamps ISO-8601."""
+    import json
+
+    import pyarrow.compute as pc
+
+    table = pa.Table.from_batches(decode(data))
+    columns = []
+    for column in table.columns:
+        if pa.types.is_floating(column.type):
+            column = pc.if_else(pc.is_finite(column), column, pa.scalar(None, column.type))
+        columns.append(column.to_pylist())
+    return json.dumps([list(row) for row in zip(*columns)], default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        import base64
+
+        return base64.b64encode(value).decode()
+    return str(value)
+
+
+def table_from_rows(rows: Any, columns: list[str] | None, schema: pa.Schema | None) -> pa.Table:
+    """Rows given as JSON arrays (GraphQL chunk `data`) as a table; with `schema`
+    (a dataframe's), values take its types so appends line up."""
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise InvalidValue("chunk data must be a list of rows, each a list of values")
+    names = list(schema.names) if schema is not None else columns
+    if names is None:
+        raise InvalidValue("give the dataframe's columns before its first chunk of rows")
+    for number, row in enumerate(rows):
+        if len(row) != len(names):
+            raise SchemaMismatch(f"row {number} has {len(row)} values; the dataframe has "
+                                 f"{len(names)} columns ({', '.join(names)})")
+    arrays = {}
+    for index, name in enumerate(names):
+        values = [row[index] for row in rows]
+        arrow_type = schema.field(index).type if schema is not None else None
+        try:
+            arrays[name] = pa.array(values, type=arrow_type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as error:
+            expected = f" of type {arrow_type}" if arrow_type else ""
+            raise SchemaMismatch(f"column {name!r}{expected} cannot hold these values: {error}") from None
+    return pa.table(arrays)
+
+
+def stream_parts(data: bytes) -> tuple[memoryview, memoryview]:
+    """(schema message, the other messages) of one chunk's IPC stream, without its
+    end-of-stream marker: chunks of one dataframe concatenate into one stream by
+    sending the first schema and then each chunk's messages, with no decoding."""
+    view = memoryview(data)
+    if len(view) < 8 or bytes(view[:4]) != b"\xff\xff\xff\xff":
+        raise InvalidValue("chunk bytes are not an Arrow IPC stream")
+    schema_end = 8 + int.from_bytes(view[4:8], "little")
+    end = len(view) - 8 if bytes(view[-8:]) == b"\xff\xff\xff\xff\x00\x00\x00\x00" else len(view)
+    return view[:schema_end], view[schema_end:end]
+
+
+END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"

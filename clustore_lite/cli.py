@@ -32,6 +32,48 @@ def main():
     """clustore-lite: Clustore's team data and chunked Arrow dataframes in one SQLite file."""
 
 
+@main.command("serve")
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8001, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Fill the store with a small example first.")
+@click.option("--admin-secret", envvar="CLUSTORE_ADMIN_SECRET", help="Store admin secret "
+              "(env CLUSTORE_ADMIN_SECRET). Without one, only 127.0.0.1 may be served.")
+@click.option("--jwt-secret", envvar="CLUSTORE_JWT_SECRET",
+              help="HS256 secret of users' JWTs (env CLUSTORE_JWT_SECRET).")
+@click.option("--max-body-mb", default=256, show_default=True, type=int,
+              help="Largest request body accepted (413 beyond).")
+def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb):
+    """Serve DB (created if missing) as Clustore's GraphQL API on http://HOST:PORT."""
+    import uvicorn
+
+    from .server import create_app
+
+    loopback = host == "localhost" or _is_loopback(host)
+    if not admin_secret and not loopback:
+        raise click.UsageError(f"serving {host} without an admin secret would make everyone "
+                               "store admin: set --admin-secret or CLUSTORE_ADMIN_SECRET")
+
+    if demo:
+        from . import demo as demo_data
+
+        with Store(db) as store:
+            demo_data.fill(store)
+    app = create_app(db, admin_secret=admin_secret, jwt_secret=jwt_secret,
+                     max_body_bytes=max_body_mb << 20)
+    click.echo(f"serving {db} on http://{host}:{port}/v1/graphql", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", ws="websockets-sansio")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _organization(store: Store, name_or_id: str, create: bool):
     rows = store.organizations.list(name=name_or_id)
     if not rows:

@@ -26,19 +26,28 @@ class Dataframes(Collection):
                compression: str | None = None) -> v.Record:
         """A new dataframe, empty or holding `data` (a pyarrow Table or RecordBatch, a
         pandas DataFrame, a dict of columns, or a stream of RecordBatches)."""
+        self.store.authorize("insert", "dataframe", {})
+        return self.create_owned(data, metadata, chunk_rows, compression)
+
+    def create_owned(self, data: Any = None, metadata: dict | None = None,
+                     chunk_rows: int = codec.DEFAULT_CHUNK_ROWS,
+                     compression: str | None = None) -> v.Record:
+        """`create`, for a dataframe made by an authorized write of its owner
+        (a dataset or a task)."""
         values = self.checked({"metadata": metadata or {}})
         values["compression"] = codec.check_compression(compression)
         with self.db.bulk():
-            frame = self.insert(values)
+            frame = self.insert(values, authorize=False)
             if data is not None:
                 self._write(frame, data, chunk_rows)
-            return self.get(frame["id"])
+            return self.get_unfiltered(frame["id"])
 
     def append(self, id: str, data: Any, chunk_rows: int = codec.DEFAULT_CHUNK_ROWS) -> v.Record:
         """Add rows at the end. Their schema must be the dataframe's (the first append
         to an empty dataframe sets it); otherwise nothing changes."""
         with self.db.bulk():
             frame = self.get(id)
+            self.store.authorize("append", "dataframe", frame)
             self._write(frame, data, chunk_rows)
             return self.get(id)
 
@@ -120,3 +129,6 @@ class Chunks(Collection):
 
     def update(self, *args, **kwargs):
         raise InvalidValue("chunks are immutable: append to the dataframe instead")
+
+    def delete(self, *args, **kwargs):
+        raise InvalidValue("chunks are immutable: delete the dataframe instead")

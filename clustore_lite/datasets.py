@@ -24,7 +24,7 @@ class Datasets(_OwnsAccess):
         values = self.checked({"organizationId": organization_id, "name": name,
                                "ownerId": owner_id})
         with self.db.bulk():
-            frame = self.store.dataframes.create(data, metadata, chunk_rows, compression)
+            frame = self.store.dataframes.create_owned(data, metadata, chunk_rows, compression)
             return self.insert_with_access({**values, "dataframeId": frame["id"]}, public, webhook)
 
     def read(self, id: str, columns: list[str] | None = None):
@@ -73,7 +73,7 @@ class Tasks(_OwnsAccess):
             for field, column in RESULT_FRAMES.items():
                 data = {"centroids": centroids, "labels": labels}[field]
                 if data is not None:
-                    values[column] = self.store.dataframes.create(data)["id"]
+                    values[column] = self.store.dataframes.create_owned(data)["id"]
             return self.insert_with_access(values, public, webhook)
 
     def update(self, id: str, centroids: Any = None, labels: Any = None, **changes) -> v.Record:
@@ -81,11 +81,12 @@ class Tasks(_OwnsAccess):
         values = self.checked(changes)
         with self.db.bulk():
             task = self.get(id)
+            self.store.authorize("update", "task", task, values)
             replaced = []
             for field, data in (("centroids", centroids), ("labels", labels)):
                 if data is not None:
                     column = RESULT_FRAMES[field]
-                    values[column] = self.store.dataframes.create(data)["id"]
+                    values[column] = self.store.dataframes.create_owned(data)["id"]
                     replaced.append(task[column])
             self.write_update(id, values)
             for old in filter(None, replaced):

@@ -13,8 +13,9 @@ from typing import Any, Callable
 from .errors import InvalidValue
 from .tables import BLOB, BOOL, JSON, TABLES, ArrayRel, ObjectRel, Table
 
-# visibility(table, alias) -> (sql, params) or None for "no restriction"
-Visibility = Callable[[Table, str], "tuple[str, list] | None"]
+# visibility(compiler, table, alias) -> SQL predicate on the rows of `table` named
+# `alias` (values bound with compiler.bind), or None for "no restriction"
+Visibility = Callable[["Compiler", Table, str], "str | None"]
 
 COMPARISONS = {"_eq": "=", "_neq": "<>", "_gt": ">", "_gte": ">=", "_lt": "<", "_lte": "<="}
 ORDER = {
@@ -34,7 +35,7 @@ class Compiler:
 
     def __init__(self, visibility: Visibility | None = None):
         self.visibility = visibility
-        self.params: list[Any] = []
+        self.params: dict[str, Any] = {}  # named, so SQL pieces can be built in any order
         self._aliases = itertools.count()
 
     def alias(self) -> str:
@@ -43,12 +44,13 @@ class Compiler:
     def visible(self, table: Table, alias: str) -> str | None:
         if self.visibility is None:
             return None
-        rule = self.visibility(table, alias)
-        if rule is None:
-            return None
-        sql, params = rule
-        self.params.extend(params)
-        return sql
+        return self.visibility(self, table, alias)
+
+    def bind(self, value: Any) -> str:
+        """A named parameter holding `value`."""
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return f":{name}"
 
     # -- where ---------------------------------------------------------------------
 
@@ -141,14 +143,20 @@ class Compiler:
                 raise InvalidValue(f"expected true or false, not {value!r}")
             value = int(value)
         elif kind == JSON:
-            self.params.append(json.dumps(value))
-            return "json(?)"
+            return f"json({self.bind(json.dumps(value))})"
         elif kind == BLOB:
             raise InvalidValue("binary columns cannot be compared")
         elif isinstance(value, (dict, list)):
             raise InvalidValue(f"expected a scalar value, not {value!r}")
-        self.params.append(value)
-        return "?"
+        return self.bind(value)
+
+    def paging(self, limit: int | None, offset: int | None) -> str:
+        if limit is None and not offset:
+            return ""
+        for name, value in (("limit", limit), ("offset", offset)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise InvalidValue(f"{name} must be a non-negative integer, not {value!r}")
+        return f" LIMIT {self.bind(-1 if limit is None else limit)} OFFSET {self.bind(offset or 0)}"
 
     # -- order_by ------------------------------------------------------------------
 
@@ -161,7 +169,7 @@ class Compiler:
                 raise InvalidValue(f"order_by items must be objects, not {item!r}")
             for key, direction in item.items():
                 terms.append(" ".join(self._order_term(table, alias, key, direction)))
-        terms.extend(f"{alias}.{q(k)} ASC" for k in table.key)
+        terms.extend(f"{alias}.{q(k)} ASC" for k in (*table.default_order, *table.key))
         return ", ".join(terms)
 
     def _order_term(self, table: Table, alias: str, key: str, direction: Any) -> tuple[str, str]:
@@ -190,23 +198,16 @@ def _listed(value: Any) -> list:
 
 def select_sql(table: Table, where: dict | None = None, order_by: Any = None,
                limit: int | None = None, offset: int | None = None,
-               visibility: Visibility | None = None, columns: str | None = None):
-    """A complete SELECT over `table` and its parameters."""
+               visibility: Visibility | None = None, columns=None):
+    """A complete SELECT over `table` and its parameters; `columns` is SQL text or
+    a callable (compiler, alias) -> SQL text."""
     compiler = Compiler(visibility)
     alias = compiler.alias()
+    if callable(columns):
+        columns = columns(compiler, alias)
     conditions = [c for c in [compiler.visible(table, alias),
                               compiler.where(table, alias, where)] if c]
     sql = (f"SELECT {columns or alias + '.*'} FROM {table.quoted} {alias} "
            f"WHERE {' AND '.join(conditions)} ORDER BY {compiler.order_by(table, alias, order_by)}")
-    sql += paging(limit, offset, compiler.params)
+    sql += compiler.paging(limit, offset)
     return sql, compiler.params
-
-
-def paging(limit: int | None, offset: int | None, params: list) -> str:
-    if limit is None and not offset:
-        return ""
-    for name, value in (("limit", limit), ("offset", offset)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise InvalidValue(f"{name} must be a non-negative integer, not {value!r}")
-    params.extend([-1 if limit is None else limit, offset or 0])
-    return " LIMIT ? OFFSET ?"

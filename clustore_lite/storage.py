@@ -19,6 +19,7 @@ import threading
 
 import apsw
 
+from .arrow_codec import rows_json
 from .errors import StoreVersionError
 from .migrations import LATEST, MIGRATIONS
 
@@ -36,6 +37,7 @@ def connect(path: str) -> apsw.Connection:
     conn.execute("PRAGMA case_sensitive_like = ON")  # _like is case-sensitive, _ilike is not
     conn.execute("PRAGMA mmap_size = 1073741824")
     conn.execute("PRAGMA journal_size_limit = 67108864")
+    conn.create_scalar_function("clustore_chunk_rows", rows_json, 1, deterministic=True)
     _initialise(conn)
     # after _initialise: SQLite turns a size in KiB into pages with the page size in
     # force, and a new file only gets its 64 KiB pages there (else 16x the memory)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 
+from .access import Caller
 from .dataframes import Chunks, Dataframes
+from .errors import PermissionDenied
+from .permissions import Rules
 from .datasets import Datasets, Tasks, Trackings
 from .model import Accesses, Memberships, Organizations, TeamMembers, Teams, Users
 from .storage import Database
@@ -27,7 +30,9 @@ class Store:
     >>> org = store.organizations.create("lumen")
     """
 
-    visibility = None  # the store admin sees every row
+    visibility = None  # the store admin sees every row ...
+    column_sql = None  # ... and every column
+    caller = None
 
     users: Users
     organizations: Organizations
@@ -46,6 +51,32 @@ class Store:
         self.db = Database(self.path)
         for attribute, cls in COLLECTIONS.values():
             setattr(self, attribute, cls(self))
+
+    def authorize(self, action: str, table: str, row: dict, changes: dict | None = None) -> dict:
+        """The store admin may do anything; views of a caller check (see permissions)."""
+        return row
+
+    def as_user(self, user_id: str) -> "Store":
+        """The store as an authenticated user sees and may change it."""
+        from .values import check_id
+
+        self.users.get(check_id(user_id, "user id"))
+        return CallerStore(self, Caller(user_id=check_id(user_id)))
+
+    def with_token(self, token: str, user_id: str | None = None) -> "Store":
+        """The store as the holder of a resource token (an access's admin, contributor
+        or guest token) sees it, alone or on top of a user's own rights."""
+        found = self.db.execute(
+            "SELECT id, CASE ? WHEN adminToken THEN 'admin' WHEN contributorToken THEN "
+            "'contributor' WHEN guestToken THEN 'guest' END FROM access "
+            "WHERE ? IN (adminToken, contributorToken, guestToken)", (token, token)).fetchone()
+        if found is None:
+            raise PermissionDenied("this token is not (or no longer) a token of any access")
+        return CallerStore(self, Caller(user_id=user_id, token_access=found[0], token_role=found[1]))
+
+    def anonymous(self) -> "Store":
+        """The store as an anonymous caller sees it: public resources only."""
+        return CallerStore(self, Caller())
 
     def collection(self, table: str):
         return getattr(self, COLLECTIONS[table][0])
@@ -71,6 +102,30 @@ class Store:
 
     def __repr__(self) -> str:
         return f"<clustore_lite.Store {self.path!r}>"
+
+
+class CallerStore(Store):
+    """A view of a store for one caller: same file and connections, but every read
+    filtered and every write checked by the Clusauth rules."""
+
+    def __init__(self, admin: Store, caller: Caller):
+        self.path = admin.path
+        self.db = admin.db
+        self.caller = caller
+        self.rules = Rules(caller, admin.db)
+        self.visibility = caller.visibility
+        self.column_sql = caller.column_sql
+        for attribute, cls in COLLECTIONS.values():
+            setattr(self, attribute, cls(self))
+
+    def authorize(self, action: str, table: str, row: dict, changes: dict | None = None) -> dict:
+        return self.rules.authorize(action, table, row, changes)
+
+    def close(self) -> None:
+        """A view does not own the file; closing the admin store closes it."""
+
+    def __repr__(self) -> str:
+        return f"<clustore_lite.Store {self.path!r} as {self.caller}>"
 
 
 def open(path: str | os.PathLike) -> Store:  # noqa: A001 - mirrors sqlite3.connect/open

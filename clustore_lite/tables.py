@@ -37,6 +37,7 @@ class Table:
     objects: dict[str, ObjectRel] = field(default_factory=dict)
     arrays: dict[str, ArrayRel] = field(default_factory=dict)
     key: tuple[str, ...] = ("id",)
+    default_order: tuple[str, ...] = ("createdAt",)  # before the key, when order_by is silent
     hidden: frozenset[str] = frozenset()  # columns never shown as fields
 
     @property
@@ -88,7 +89,7 @@ TABLES: dict[str, Table] = {
         _t("chunk", {"id": TEXT, "dataframeId": TEXT, "position": INT, "rows": INT,
                      "size": INT, "data": BLOB},
            objects={"dataframe": ObjectRel("dataframe", "dataframeId")},
-           hidden=frozenset({"data"})),
+           default_order=("dataframeId", "position"), hidden=frozenset({"data"})),
         _t("dataset", {"id": TEXT, "name": TEXT, "organizationId": TEXT, "ownerId": TEXT,
                        "dataframeId": TEXT, "accessId": TEXT},
            objects={**ORG_OBJ, **OWNER_OBJ, **ACCESS_OBJ,

@@ -1,4 +1,9 @@
+import sys
+from pathlib import Path
+
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 import clustore_lite
 
@@ -18,3 +23,13 @@ def store(db_path):
 def org(store):
     owner = store.users.create("ana", "ana@example.org")
     return store.organizations.create("lumen", owner_id=owner["id"])
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A running `clustore-lite serve` on a new store file: (url, db_path)."""
+    from serving import running_server
+
+    db = tmp_path / "served.sqlite"
+    with running_server(db) as url:
+        yield url, db

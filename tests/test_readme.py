@@ -23,14 +23,44 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
+def library_blocks() -> list[str]:
+    return [code for code in blocks("python") if not code.startswith("# needs: server")]
+
+
 def test_python_examples_run(workdir):
     namespace: dict = {}
-    for code in blocks("python"):
+    for code in library_blocks():
         exec(compile(code, str(README), "exec"), namespace)
 
 
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory):
+    from serving import running_server
+
+    with running_server(tmp_path_factory.mktemp("readme") / "demo.sqlite", "--demo") as url:
+        yield url
+
+
+def test_graphql_examples_run_against_the_demo_server(demo_server):
+    import httpx
+
+    documents = blocks("graphql")
+    assert documents
+    for document in documents:
+        body = httpx.post(f"{demo_server}/v1/graphql", json={"query": document}).json()
+        assert "errors" not in body, (document, body)
+        assert body["data"] and all(value is not None for value in body["data"].values())
+
+
+def test_server_python_examples_run(demo_server):
+    server_blocks = [code for code in blocks("python") if code.startswith("# needs: server")]
+    assert server_blocks
+    for code in server_blocks:
+        exec(compile(code, str(README), "exec"), {"URL": demo_server})
+
+
 def test_console_examples_print_what_the_readme_shows(workdir):
-    for code in blocks("python"):
+    for code in library_blocks():
         exec(compile(code, str(README), "exec"), {})
     for block in blocks("console"):
         for command, expected in commands(block):

@@ -1,0 +1,201 @@
+"""A GraphQL selection compiled to ONE SQL statement that builds the JSON answer
+(as Hasura does over PostgreSQL): relationships become correlated subqueries with
+json_object/json_group_array, so a query costs a bounded number of statements
+however many rows and levels it has (no N+1).
+
+JSON keys are the response keys (aliases), and the schema's default resolver reads
+values by response key (see graphql.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from graphql import (FieldNode, FragmentSpreadNode, GraphQLIncludeDirective,
+                     GraphQLObjectType, GraphQLSkipDirective, InlineFragmentNode,
+                     SelectionSetNode, get_named_type)
+from graphql.execution.values import get_argument_values, get_directive_values
+
+from .errors import InvalidValue
+from .query import Compiler, q
+from .tables import BOOL, JSON, TABLES, ArrayRel, Table
+
+Fields = dict[str, list[FieldNode]]  # response key -> the field nodes merged under it
+
+
+class Selection:
+    """Compiles the selections of one operation (fragments and variables of `info`)."""
+
+    def __init__(self, info, compiler: Compiler, column_sql=None):
+        self.info = info
+        self.compiler = compiler
+        self.column_hook = column_sql  # (compiler, table, alias, column) -> SQL, masks columns
+
+    # -- collecting fields ----------------------------------------------------------
+
+    def fields(self, nodes: Iterable[FieldNode]) -> Fields:
+        """The sub-fields selected under `nodes`, merged by response key, with
+        fragments expanded and @skip/@include applied."""
+        collected: Fields = {}
+        for node in nodes:
+            if node.selection_set:
+                self._collect(node.selection_set, collected)
+        return collected
+
+    def _collect(self, selection_set: SelectionSetNode, into: Fields) -> None:
+        for selection in selection_set.selections:
+            if not self._included(selection):
+                continue
+            if isinstance(selection, FieldNode):
+                key = selection.alias.value if selection.alias else selection.name.value
+                into.setdefault(key, []).append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                self._collect(selection.selection_set, into)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = self.info.fragments[selection.name.value]
+                self._collect(fragment.selection_set, into)
+
+    def _included(self, node) -> bool:
+        variables = self.info.variable_values
+        skip = get_directive_values(GraphQLSkipDirective, node, variables)
+        if skip and skip.get("if"):
+            return False
+        include = get_directive_values(GraphQLIncludeDirective, node, variables)
+        return not (include and not include.get("if"))
+
+    def arguments(self, parent: GraphQLObjectType, node: FieldNode) -> dict:
+        definition = parent.fields[node.name.value]
+        return get_argument_values(definition, node, self.info.variable_values)
+
+    # -- building JSON --------------------------------------------------------------
+
+    def object_json(self, table: Table, alias: str, gql_type: GraphQLObjectType,
+                    nodes: list[FieldNode]) -> str:
+        """SQL for the JSON object of one row of `table` named `alias`."""
+        parts = []
+        for key, field_nodes in self.fields(nodes).items():
+            name = field_nodes[0].name.value
+            if name == "__typename":
+                continue
+            value = self.field_json(table, alias, gql_type, name, field_nodes)
+            parts.append(f"'{_key(key)}', {value}")
+        return f"json_object({', '.join(parts)})"
+
+    def field_json(self, table: Table, alias: str, gql_type: GraphQLObjectType, name: str,
+                   nodes: list[FieldNode]) -> str:
+        if name in table.objects:
+            rel = table.objects[name]
+            target = TABLES[rel.table]
+            inner = self.compiler.alias()
+            conditions = [self.compiler.join_condition(rel, alias, inner)]
+            visible = self.compiler.visible(target, inner)
+            if visible:
+                conditions.append(visible)
+            value = self.object_json(target, inner, self._type_of(gql_type, name), nodes)
+            return (f"json((SELECT {value} FROM {target.quoted} {inner} "
+                    f"WHERE {' AND '.join(conditions)}))")
+        array_name = name[: -len("_aggregate")] if name.endswith("_aggregate") else name
+        if array_name in table.arrays:
+            rel = table.arrays[array_name]
+            args = self.arguments(gql_type, nodes[0])
+            child_type = self._type_of(gql_type, name)
+            if name.endswith("_aggregate"):
+                return self.aggregate_json(TABLES[rel.table], args, child_type, nodes, (rel, alias))
+            return self.list_json(TABLES[rel.table], args, child_type, nodes, (rel, alias))
+        return self.column_json(table, alias, name, nodes)
+
+    def column_json(self, table: Table, alias: str, column: str, nodes) -> str:
+        if column not in table.columns:
+            raise InvalidValue(f"{table.name} has no field {column!r}")
+        ref = (self.column_hook(self.compiler, table, alias, column) if self.column_hook
+               else f"{alias}.{q(column)}")
+        if (table.name, column) == ("chunk", "data"):
+            return f"json(clustore_chunk_rows({ref}))"
+        if table.columns[column] == BOOL:
+            return f"(CASE {ref} WHEN 1 THEN json('true') WHEN 0 THEN json('false') END)"
+        if table.columns[column] == JSON:
+            if nodes[0].selection_set:  # an object type kept as JSON, e.g. task.algorithm
+                parts = [f"'{_key(k)}', json_extract({ref}, '$.{n[0].name.value}')"
+                         for k, n in self.fields(nodes).items() if n[0].name.value != "__typename"]
+                return f"(CASE WHEN {ref} IS NOT NULL THEN json_object({', '.join(parts)}) END)"
+            return f"json({ref})"
+        return ref
+
+    def _rows(self, table: Table, args: dict, correlation) -> tuple[str, str, str]:
+        """(alias, FROM ... WHERE ... ORDER BY ... LIMIT subquery, order terms)."""
+        inner = self.compiler.alias()
+        conditions = []
+        source = f"{table.quoted} {inner}"
+        if correlation:
+            rel, outer = correlation
+            source = self.compiler.source(rel, inner)
+            conditions.append(self.compiler.join_condition(rel, outer, inner))
+        visible = self.compiler.visible(table, inner)
+        if visible:
+            conditions.append(visible)
+        conditions.append(self.compiler.where(table, inner, args.get("where")))
+        order = self.compiler.order_by(table, inner, args.get("order_by"))
+        paging = self.compiler.paging(args.get("limit"), args.get("offset"))
+        rows = (f"(SELECT {inner}.* FROM {source} WHERE {' AND '.join(conditions)} "
+                f"ORDER BY {order}{paging}) {inner}")
+        return inner, rows, order
+
+    def list_json(self, table: Table, args: dict, gql_type, nodes, correlation=None) -> str:
+        """SQL for the JSON array of the rows a list field selects."""
+        inner, rows, order = self._rows(table, args, correlation)
+        value = self.object_json(table, inner, gql_type, nodes)
+        return f"json((SELECT json_group_array({value} ORDER BY {order}) FROM {rows}))"
+
+    def aggregate_json(self, table: Table, args: dict, aggregate_type, nodes,
+                       correlation=None) -> str:
+        """SQL for `<list>_aggregate { aggregate { count } nodes { ... } }`."""
+        parts = []
+        for key, field_nodes in self.fields(nodes).items():
+            name = field_nodes[0].name.value
+            if name == "nodes":
+                node_type = self._type_of(aggregate_type, "nodes")
+                parts.append(f"'{_key(key)}', "
+                             f"{self.list_json(table, args, node_type, field_nodes, correlation)}")
+            elif name == "aggregate":
+                fields_type = self._type_of(aggregate_type, "aggregate")
+                counts = []
+                for count_key, count_nodes in self.fields(field_nodes).items():
+                    if count_nodes[0].name.value != "count":
+                        continue
+                    count_args = self.arguments(fields_type, count_nodes[0])
+                    inner, rows, _ = self._rows(table, args, correlation)
+                    counted = "*"
+                    if count_args.get("columns"):
+                        columns = ", ".join(f"{inner}.{q(c)}" for c in count_args["columns"])
+                        distinct = "DISTINCT " if count_args.get("distinct") else ""
+                        counted = f"{distinct}{columns}"
+                    elif count_args.get("distinct"):
+                        counted = f"DISTINCT {inner}.id"
+                    counts.append(f"'{_key(count_key)}', (SELECT count({counted}) FROM {rows})")
+                parts.append(f"'{_key(key)}', json_object({', '.join(counts)})")
+        return f"json_object({', '.join(parts)})"
+
+    def by_key_json(self, table: Table, keys: dict, gql_type, nodes) -> str:
+        inner = self.compiler.alias()
+        conditions = [f"{inner}.{q(k)} = {self.compiler.bind(v)}" for k, v in keys.items()]
+        visible = self.compiler.visible(table, inner)
+        if visible:
+            conditions.append(visible)
+        value = self.object_json(table, inner, gql_type, nodes)
+        return f"(SELECT {value} FROM {table.quoted} {inner} WHERE {' AND '.join(conditions)})"
+
+    @staticmethod
+    def _type_of(parent: GraphQLObjectType, field: str):
+        return get_named_type(parent.fields[field].type)
+
+
+def _key(key: str) -> str:
+    return key.replace("'", "''")
+
+
+def run(db, sql: str, params: dict) -> Any:
+    """Run a statement that selects one JSON value; answer it as Python."""
+    import json
+
+    row = db.execute(f"SELECT {sql}", params).fetchone()
+    return None if row is None or row[0] is None else json.loads(row[0])

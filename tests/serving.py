@@ -1,0 +1,71 @@
+"""Start the real server (`clustore-lite serve`) on a free loopback port for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_server(db_path, *args, env=None):
+    """Yield the base URL of `clustore-lite serve DB`; stop it with SIGTERM and check
+    that it shut down cleanly."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clustore_lite", "serve", str(db_path), "--port", str(port), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited: {process.stderr.read().decode()}")
+            try:
+                if httpx.get(f"{url}/ping", timeout=1).text == "pong":
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start in 30 s")
+            time.sleep(0.05)
+        yield url
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+        leftover = process.stderr.read().decode()
+        assert "Traceback" not in leftover, leftover
+
+
+class Client:
+    """A bare GraphQL-over-HTTP client (POST JSON), to see status codes and errors."""
+
+    def __init__(self, url: str, headers: dict | None = None):
+        self.url = f"{url}/v1/graphql"
+        self.http = httpx.Client(timeout=30, headers=headers or {})
+
+    def post(self, query: str, variables: dict | None = None, **extra) -> httpx.Response:
+        return self.http.post(self.url, json={"query": query, "variables": variables or {}, **extra})
+
+    def __call__(self, query: str, variables: dict | None = None) -> dict:
+        response = self.post(query, variables)
+        body = response.json()
+        assert "errors" not in body, body["errors"]
+        return body["data"]

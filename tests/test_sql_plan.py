@@ -1,0 +1,48 @@
+"""A nested query costs a bounded number of SQL statements, whatever its size (no N+1)."""
+
+import asyncio
+
+import apsw
+from ariadne import graphql
+
+from clustore_lite.graphql import Changes, build_schema
+
+QUERY = """{ organizations {
+  name owner { name email }
+  datasets { name owner { name } dataframe { rows columns chunks { id size } } }
+  teams { name members { name } }
+  access { memberships { role user { name } } }
+} }"""
+
+
+def test_hundred_organizations_in_one_statement(store):
+    for number in range(100):
+        owner = store.users.create(f"user{number}")
+        org = store.organizations.create(f"org{number}", owner_id=owner["id"])
+        store.teams.create(org["id"], "team", members=[owner["id"]])
+        for name in ("a", "b"):
+            store.datasets.create(org["id"], name, {"x": [1, 2, 3]}, owner_id=owner["id"])
+    statements = []
+
+    def trace(cursor, sql, bindings):
+        statements.append(sql)
+        return True
+
+    def hook(conn):
+        conn.exec_trace = trace
+
+    apsw.connection_hooks.append(hook)
+    try:
+        store.db.close()  # new connections, traced
+        ok, result = asyncio.run(graphql(build_schema(), {"query": QUERY},
+                                         context_value={"store": store, "changes": Changes()}))
+    finally:
+        apsw.connection_hooks.remove(hook)
+    assert ok and "errors" not in result, result
+    organizations = result["data"]["organizations"]
+    assert len(organizations) == 100 and all(len(o["datasets"]) == 2 for o in organizations)
+    assert organizations[0]["teams"][0]["members"][0]["name"] == "user0"
+    # what a new connection runs first (pragmas, schema version) is not the query's cost
+    queries = [s for s in statements if not s.lstrip().upper().startswith(("PRAGMA", "BEGIN", "COMMIT"))
+               and "sqlite_schema" not in s]
+    assert len(queries) == 1, queries
