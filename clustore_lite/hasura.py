@@ -28,7 +28,9 @@ THROUGH_FUNCTIONS = {("user", "teams"): "clustore_user_teams",
 # Relationships Hasura needs to express the rules, beyond those of tables.py:
 # table -> name -> (remote table, {our column: remote column}, object?)
 EXTRA = {
-    "user": {"team_members": ("team_member", {"id": "userId"}, False)},
+    "user": {"team_members": ("team_member", {"id": "userId"}, False),
+             "ownedDatasets": ("dataset", {"id": "ownerId"}, False),
+             "ownedTasks": ("task", {"id": "ownerId"}, False)},
     "team": {"team_members": ("team_member", {"id": "teamId"}, False)},
     "access": {r: (r, {"id": "accessId"}, True) for r in RESOURCES},
     "dataframe": {"dataset": ("dataset", {"id": "dataframeId"}, True),
@@ -52,7 +54,8 @@ Not encoded (Hasura permissions are per role and row, not per row and column):
   in an auth webhook, or serve them from clustore-lite;
 - token columns of access are readable by the admin secret only (SPEC shows a guest its
   guestToken, an admin all three);
-- users see every user's id and name, and nobody's email but through the admin secret;
+- moving a dataset, task or team to another organization, or giving it to another owner
+  (admin rights in clustore-lite), is left to the admin secret;
 - updatedAt is set to now() by update permissions (preset), not by a trigger;
 - chunk.data is the Arrow IPC bytes (bytea), not rows as JSON; algorithm is jsonb.
 """
@@ -116,12 +119,22 @@ def _orphan_frame() -> dict:
                              for rel in ("dataset", "centroidsOf", "labelsOf")]}}
 
 
-def _invite() -> dict:
-    """Guests invite guests, contributors invite contributors, admins anyone; the new
-    membership itself does not count."""
+def _invite(root: str | None = "membership") -> dict:
+    """Guests invite guests, contributors invite contributors, admins anyone (and the
+    same to change a membership); a membership being written does not count."""
     return {"_or": [{"_and": [{"role": {"_in": list(ROLES[:i + 1])}},
-                              {"access": access_rule(r, root="membership")}]}
+                              {"access": access_rule(r, root=root)}]}
                     for i, r in enumerate(ROLES)]}
+
+
+def user_rule(anonymous: bool = False) -> dict:
+    """On a user row: oneself, or the owner of a resource or member of a team the
+    caller sees (as clustore-lite's access.py says)."""
+    rules = [{"organizations": role_on("organization", "guest", anonymous)},
+             {"ownedDatasets": role_on("dataset", "guest", anonymous)},
+             {"ownedTasks": role_on("task", "guest", anonymous)},
+             {"team_members": {"team": role_on("team", "guest", anonymous)}}]
+    return {"_or": rules if anonymous else [{"id": {"_eq": ME}}, *rules]}
 
 
 def _columns(table: str, *leave_out: str) -> list[str]:
@@ -136,11 +149,10 @@ def permissions(table: str) -> dict:
     """select/insert/update/delete permissions of `table` for the roles user and anonymous.
     Each rule is (filter or check, columns, extra keys)."""
     select = {
-        "user": ({}, _columns("user", "email"), None),
+        "user": (user_rule(), _columns("user"), None),
         "organization": (role_on("organization", "guest"), _columns("organization"), None),
         "team": (role_on("team", "guest"), _columns("team"), None),
-        "team_member": ({"_or": [{"userId": {"_eq": ME}}, {"team": role_on("team", "guest")}]},
-                        _columns("team_member"), None),
+        "team_member": ({"team": role_on("team", "guest")}, _columns("team_member"), None),
         "access": (access_rule("guest"), _columns("access", *TOKENS), None),
         "membership": ({"_or": [{"userId": {"_eq": ME}}, {"access": access_rule("guest")}]},
                        _columns("membership"), None),
@@ -153,7 +165,7 @@ def permissions(table: str) -> dict:
                      _columns("tracking"), None),
     }[table]
     anonymous = {
-        "user": ({}, _columns("user", "email")),
+        "user": (user_rule(anonymous=True), _columns("user")),
         "organization": (role_on("organization", "guest", True), _columns("organization")),
         "team": (role_on("team", "guest", True), _columns("team")),
         "team_member": ({"team": role_on("team", "guest", True)}, _columns("team_member")),
@@ -167,7 +179,7 @@ def permissions(table: str) -> dict:
     stamps = ("createdAt", "updatedAt")
     insert = {
         "organization": ({"ownerId": {"_eq": ME}}, ["id", "name", "accessId"], OWNED_BY_ME),
-        "team": ({"organization": role_on("organization", "admin")},
+        "team": ({"organization": role_on("organization", "contributor")},
                  ["id", "name", "organizationId", "accessId"], None),
         "team_member": ({"team": role_on("team", "admin", root="team_member")},
                         ["teamId", "userId"], None),
@@ -187,15 +199,16 @@ def permissions(table: str) -> dict:
         "organization": (role_on("organization", "admin"), ["name", "ownerId"]),
         "team": (role_on("team", "admin"), ["name"]),
         "access": (access_rule("admin"), ["public", "webhook"]),
-        "membership": ({"access": access_rule("admin")}, ["role", "webhook", "follow"]),
+        "membership": (_invite(root=None), ["role", "webhook", "follow"]),
         "dataframe": (frame_rule("contributor"),
                       ["size", "dim", "rows", "columns", "metadata", "compression", "arrowSchema"]),
-        "dataset": (role_on("dataset", "contributor"), ["name", "ownerId", "dataframeId"]),
+        "dataset": (role_on("dataset", "contributor"), ["name", "dataframeId"]),
         "task": (role_on("task", "contributor"),
                  ["name", "datasetId", "algorithm", "identifier", "variables", "predictions",
                   "centroidsId", "labelsId"]),
     }.get(table)
     delete = {
+        "user": {"id": {"_eq": ME}},
         "organization": role_on("organization", "admin"),
         "team": role_on("team", "admin"),
         "team_member": {"_or": [{"userId": {"_eq": ME}}, {"team": role_on("team", "admin")}]},
@@ -222,8 +235,10 @@ def permissions(table: str) -> dict:
             "check": check, "columns": columns, **({"set": preset} if preset else {})}}]
     if update:
         rule, columns = update
+        # a membership's new role must be one the caller may give (checked after the write)
+        check = _invite() if table == "membership" else {}
         out["update_permissions"] = [{"role": "user", "permission": {
-            "columns": columns, "filter": rule, "check": {}, "set": NOW}}]
+            "columns": columns, "filter": rule, "check": check, "set": NOW}}]
     if delete:
         out["delete_permissions"] = [{"role": "user", "permission": {"filter": delete}}]
     return out

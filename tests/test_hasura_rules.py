@@ -129,6 +129,9 @@ def test_who_sees_what(world):
     assert sees(None, "organization", "shown") and sees(None, "dataset", "open")  # public
     assert not sees(None, "organization", "lumen") and not sees(None, "dataset", "points")
     assert sees("dave", "organization", "shown")
+    for who, other, expected in (("bob", "ana", True), ("dave", "bob", False),
+                                 ("dave", "dave", True), ("carl", "ana", False)):
+        assert permitted(conn, "user", "select", "user", users[who], users[other]) is expected
     frame = rows["points"].dataframe_id
     chunk = conn.execute('SELECT id FROM chunk WHERE "dataframeId" = %s', (frame,)).fetchone()[0]
     for who, expected in (("carl", True), ("dave", False)):
@@ -176,4 +179,19 @@ def test_joining_a_powerful_team_needs_a_right_besides_the_new_member_row(world)
             sql = compile_rule("team_member", rule, "x", users[who])
             passed = conn.execute(f'SELECT {sql} FROM team_member x WHERE x."teamId" = %s AND '
                                   'x."userId" = %s', (team, users["dave"])).fetchone()[0]
+            assert passed is allowed, who
+
+
+def test_a_membership_changes_only_within_the_changer_role(world):
+    """The filter reads the membership before the change, the check after it."""
+    conn, users, rows = world
+    bobs = conn.execute('SELECT id FROM membership WHERE "userId" = %s', (users["bob"],)).fetchone()[0]
+    assert permitted(conn, "membership", "update", "user", users["bob"], bobs)  # contributor
+    assert not permitted(conn, "membership", "update", "user", users["dave"], bobs)
+    rule = META["membership"]["update_permissions"][0]["permission"]["check"]
+    with conn.transaction(force_rollback=True):
+        conn.execute("UPDATE membership SET role = 'admin' WHERE id = %s", (bobs,))
+        for who, allowed in (("bob", False), ("ana", True)):
+            sql = compile_rule("membership", rule, "x", users[who])
+            passed = conn.execute(f"SELECT {sql} FROM membership x WHERE x.id = %s", (bobs,)).fetchone()[0]
             assert passed is allowed, who
