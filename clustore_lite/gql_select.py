@@ -76,6 +76,7 @@ class Selection:
         for key, field_nodes in self.fields(nodes).items():
             name = field_nodes[0].name.value
             if name == "__typename":
+                parts.append(f"'{_key(key)}', '{gql_type.name}'")
                 continue
             value = self.field_json(table, alias, gql_type, name, field_nodes)
             parts.append(f"'{_key(key)}', {value}")
@@ -115,8 +116,9 @@ class Selection:
             return f"(CASE {ref} WHEN 1 THEN json('true') WHEN 0 THEN json('false') END)"
         if table.columns[column] == JSON:
             if nodes[0].selection_set:  # an object type kept as JSON, e.g. task.algorithm
-                parts = [f"'{_key(k)}', json_extract({ref}, '$.{n[0].name.value}')"
-                         for k, n in self.fields(nodes).items() if n[0].name.value != "__typename"]
+                parts = [f"'{_key(k)}', " + (f"({ref} -> '$.{n[0].name.value}')"
+                                             if n[0].name.value != "__typename" else "'algorithm'")
+                         for k, n in self.fields(nodes).items()]
                 return f"(CASE WHEN {ref} IS NOT NULL THEN json_object({', '.join(parts)}) END)"
             return f"json({ref})"
         return ref
@@ -152,7 +154,9 @@ class Selection:
         parts = []
         for key, field_nodes in self.fields(nodes).items():
             name = field_nodes[0].name.value
-            if name == "nodes":
+            if name == "__typename":
+                parts.append(f"'{_key(key)}', '{aggregate_type.name}'")
+            elif name == "nodes":
                 node_type = self._type_of(aggregate_type, "nodes")
                 parts.append(f"'{_key(key)}', "
                              f"{self.list_json(table, args, node_type, field_nodes, correlation)}")
@@ -160,7 +164,8 @@ class Selection:
                 fields_type = self._type_of(aggregate_type, "aggregate")
                 counts = []
                 for count_key, count_nodes in self.fields(field_nodes).items():
-                    if count_nodes[0].name.value != "count":
+                    if count_nodes[0].name.value == "__typename":
+                        counts.append(f"'{_key(count_key)}', '{fields_type.name}'")
                         continue
                     count_args = self.arguments(fields_type, count_nodes[0])
                     inner, rows, _ = self._rows(table, args, correlation)

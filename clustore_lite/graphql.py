@@ -75,20 +75,35 @@ def _root_resolver(table_name: str, kind: str):
 
 def _subscription_source(table_name: str, kind: str):
     async def source(_, info, **args):
-        """Answer now, then again each time a commit changes the answer."""
+        """Answer now, then again each time a commit changes the answer. Identical
+        subscriptions (same document, variables and caller) share one computation."""
         changes = info.context["changes"]
+        key = _live_key(info)
         last = object()
-        while True:
-            seen = changes.version
-            try:
-                answer = await run_in_threadpool(answer_root_field, info, table_name, kind, args)
-            except ClustoreError as error:
-                raise graphql_error(error) from None
-            if answer != last:
-                last = answer
-                yield answer
-            await changes.wait(seen)
+        changes.subscribers[key] = changes.subscribers.get(key, 0) + 1
+        try:
+            while True:
+                seen = changes.version
+                try:
+                    answer = await changes.answer(key, seen, lambda: answer_root_field(
+                        info, table_name, kind, args))
+                except ClustoreError as error:
+                    raise graphql_error(error) from None
+                if answer != last:
+                    last = answer
+                    yield answer
+                await changes.wait(seen)
+        finally:
+            changes.release(key)
     return source
+
+
+def _live_key(info) -> tuple:
+    source = info.field_nodes[0].loc.source.body if info.field_nodes[0].loc else id(info)
+    store = info.context["store"]
+    return (source, info.operation.name.value if info.operation.name else None,
+            info.path.key, json.dumps(info.variable_values, sort_keys=True, default=str),
+            store.caller)
 
 
 def _by_response_key(obj: Any, info, **_) -> Any:
@@ -181,6 +196,23 @@ class Changes:
     def __init__(self):
         self.version = 0
         self._event = asyncio.Event()
+        self.subscribers: dict[tuple, int] = {}
+        self._answers: dict[tuple, tuple[int, asyncio.Future]] = {}
+
+    async def answer(self, key: tuple, version: int, compute) -> Any:
+        """`compute()` (run in a thread) for this key at this version, once for all
+        the subscriptions that share the key."""
+        found = self._answers.get(key)
+        if found is None or found[0] != version:
+            found = (version, asyncio.ensure_future(run_in_threadpool(compute)))
+            self._answers[key] = found
+        return await asyncio.shield(found[1])
+
+    def release(self, key: tuple) -> None:
+        self.subscribers[key] -= 1
+        if not self.subscribers[key]:
+            del self.subscribers[key]
+            self._answers.pop(key, None)
 
     def bump(self) -> None:
         self.version += 1

@@ -3,6 +3,7 @@
 import asyncio
 
 import apsw
+import pytest
 from ariadne import graphql
 
 from clustore_lite.graphql import Changes, build_schema
@@ -46,3 +47,29 @@ def test_hundred_organizations_in_one_statement(store):
     queries = [s for s in statements if not s.lstrip().upper().startswith(("PRAGMA", "BEGIN", "COMMIT"))
                and "sqlite_schema" not in s]
     assert len(queries) == 1, queries
+
+
+FAST_QUERIES = [
+    "{ organizations { __typename id name owner { name __typename } teams { members { name } } } }",
+    "{ tasks { name algorithm { name k init parallel mu __typename } centroids { rows chunks { data } } } }",
+    "{ datasets_aggregate(where: {name: {_like: \"%s%\"}}) { __typename aggregate { count n: count(columns: [ownerId], distinct: true) } nodes { name } } }",
+    "query($n: String!) { a: datasets(where: {name: {_eq: $n}}) { id dataframe { dim columns metadata } } }",
+    "{ accesses(order_by: {createdAt: desc}, limit: 2) { public guestToken memberships { role follow team { name } } } }",
+]
+
+
+@pytest.mark.parametrize("query", FAST_QUERIES)
+def test_the_fast_path_answers_exactly_what_the_executor_answers(store, query):
+    import json
+
+    from clustore_lite import demo, fastpath
+    from clustore_lite.limits import limits_rule
+
+    demo.fill(store)
+    schema = build_schema()
+    data = {"query": query, "variables": {"n": "blobs"}}
+    planned = fastpath.plan(fastpath.Documents(schema, [limits_rule()]), data)
+    assert planned is not None
+    fast = json.loads(fastpath.answer(schema, store, *planned))
+    ok, slow = asyncio.run(graphql(schema, data, context_value={"store": store, "changes": Changes()}))
+    assert "errors" not in slow and fast == slow

@@ -1,0 +1,143 @@
+"""Queries answered straight from SQLite's JSON.
+
+A query's root fields are each compiled to one SQL statement that builds the JSON of
+the answer (gql_select.py); graphql-core's executor would then walk that JSON again,
+field by field, to complete it. For plain queries the walk adds nothing, so the
+server splices SQLite's JSON text into the response instead (measured: most of the
+time of a 50-row list went to that walk). Anything else (mutations, subscriptions,
+introspection, errors) takes the ordinary path through Ariadne.
+
+Parsing and validating a document depend only on its text: both are cached."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (FieldNode, GraphQLError, GraphQLSchema, OperationDefinitionNode,
+                     OperationType, get_named_type, parse, specified_rules, validate)
+from graphql.execution.values import get_variable_values
+
+from .gql_select import Selection
+from .graphql import PLURALS
+from .query import Compiler
+from .tables import TABLES
+
+ROOTS = {}
+for _table, _plural in PLURALS.items():
+    ROOTS[_plural] = (_table, "list")
+    ROOTS[f"{_plural}_aggregate"] = (_table, "aggregate")
+    ROOTS[_table] = (_table, "pk")
+
+
+class Documents:
+    """Parsed and validated documents by text (least recently used first out)."""
+
+    def __init__(self, schema: GraphQLSchema, rules, size: int = 1024):
+        self.schema = schema
+        self.rules = (*specified_rules, *rules)
+        self.size = size
+        self._cache: OrderedDict[str, tuple[Any, list]] = OrderedDict()
+        self._errors: dict[int, list] = {}  # id(document) -> errors, for cached documents
+
+    def get(self, text: str):
+        """(document, validation errors), or (None, errors) when it does not parse."""
+        found = self._cache.get(text)
+        if found is not None:
+            self._cache.move_to_end(text)
+            return found
+        try:
+            document = parse(text)
+            errors = validate(self.schema, document, self.rules)
+        except GraphQLError as error:
+            document, errors = None, [error]
+        self._cache[text] = (document, errors)
+        if document is not None:
+            self._errors[id(document)] = errors
+        if len(self._cache) > self.size:
+            evicted, _ = self._cache.popitem(last=False)[1]
+            if evicted is not None:
+                self._errors.pop(id(evicted), None)
+        return document, errors
+
+    def parser(self, context, data):
+        """Ariadne's query_parser: the cached parse."""
+        document, errors = self.get(data["query"])
+        if document is None:
+            raise errors[0]
+        return document
+
+    def validator(self, schema, document, rules=None, max_errors=None, **_):
+        """Ariadne's query_validator: the cached validation of a cached document."""
+        errors = self._errors.get(id(document))
+        if errors is not None:
+            return errors
+        return validate(schema, document, rules, max_errors=max_errors)
+
+
+@dataclass
+class Info:
+    """The parts of graphql-core's ResolveInfo that the SQL compiler reads."""
+
+    fragments: dict
+    variable_values: dict
+    field_nodes: list
+    return_type: Any
+    context: dict = field(default_factory=dict)
+
+
+def plan(documents: Documents, data: Any):
+    """For a plain query over the store's root fields: (operation, fragments,
+    variables); None when the ordinary path must answer."""
+    if not isinstance(data, dict) or not isinstance(data.get("query"), str):
+        return None
+    variables = data.get("variables") or {}
+    if not isinstance(variables, dict):
+        return None
+    document, errors = documents.get(data["query"])
+    if document is None or errors:
+        return None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    name = data.get("operationName")
+    chosen = [op for op in operations if name is None or (op.name and op.name.value == name)]
+    if len(chosen) != 1 or chosen[0].operation != OperationType.QUERY:
+        return None
+    operation = chosen[0]
+    for selection in operation.selection_set.selections:
+        if not isinstance(selection, FieldNode) or selection.name.value not in ROOTS \
+                or selection.directives:
+            return None
+    coerced = get_variable_values(documents.schema, operation.variable_definitions or [], variables)
+    if isinstance(coerced, list):  # variable errors: the ordinary path reports them
+        return None
+    fragments = {d.name.value: d for d in document.definitions if d.kind == "fragment_definition"}
+    return operation, fragments, coerced
+
+
+def answer(schema: GraphQLSchema, store, operation, fragments: dict, variables: dict) -> str:
+    """The response body, `{"data": {...}}`, built from SQLite's JSON text."""
+    root = schema.query_type
+    parts = []
+    db = store.db
+    with store.read_transaction():
+        for selection in operation.selection_set.selections:
+            key = selection.alias.value if selection.alias else selection.name.value
+            table_name, kind = ROOTS[selection.name.value]
+            gql_field = root.fields[selection.name.value]
+            info = Info(fragments, variables, [selection], gql_field.type)
+            select = Selection(info, Compiler(store.visibility), store.column_sql)
+            args = select.arguments(root, selection)
+            gql_type = get_named_type(gql_field.type)
+            table = TABLES[table_name]
+            if kind == "list":
+                sql = select.list_json(table, args, gql_type, [selection])
+            elif kind == "aggregate":
+                sql = select.aggregate_json(table, args, gql_type, [selection])
+            else:
+                sql = select.by_key_json(table, args, gql_type, [selection])
+            row = db.execute(f"SELECT {sql}", select.compiler.params).fetchone()
+            value = row[0] if row and row[0] is not None else "null"
+            parts.append(f"{json.dumps(key)}:{value}")
+    return '{"data":{' + ",".join(parts) + "}}"
