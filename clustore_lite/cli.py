@@ -274,3 +274,63 @@ def events(db, status, table, limit, as_json, redeliver, redeliver_dead):
                 tries = f"{d['tries']} attempt{'' if d['tries'] == 1 else 's'}"
                 last = f", {d['lastError']}" if d["lastError"] else ""
                 click.echo(f"  {d['url']}: {d['status']}, {tries}{last}")
+
+
+@main.command("push")
+@click.argument("db", type=click.Path(exists=True, dir_okay=False))
+@click.argument("url")
+@click.option("--batch-mb", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Chunk megabytes per PostgreSQL transaction.")
+@click.option("--full", is_flag=True,
+              help="Compare every row again, not only those changed since the last push "
+                   "(repairs rows changed or deleted in PostgreSQL).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def push(db, url, batch_mb, full, quiet):
+    """Mirror the store DB into the PostgreSQL database at URL (postgresql://...).
+
+    The first push creates the tables; later ones send only what changed and delete
+    what is gone. A push cut short is finished by the next one. Rows whose name is
+    taken in PostgreSQL by another store are listed and kept back (exit code 3)."""
+    try:
+        from . import postgres  # psycopg is only needed here
+    except ImportError as missing:
+        raise ClustoreError(f"push needs {missing.name}: pip install 'clustore-lite[postgres]'")
+
+    with Store(db) as store, tqdm(unit="B", unit_scale=True, disable=quiet, file=sys.stderr,
+                                  desc="push") as bar:
+        report = postgres.push(store, url, batch_bytes=batch_mb * 2**20, full=full,
+                               progress=lambda table, nbytes: bar.update(nbytes))
+    click.echo(report.summary())
+    if report.last_pushed_from:
+        click.echo(f"note: this store last pushed from {report.last_pushed_from}. If that "
+                   "file still exists, this one is a copy: a copy must not push (each would "
+                   "delete the other's new rows); delete its clustore_origin table first to "
+                   "make it a store of its own.", err=True)
+    for conflict in report.conflicts:
+        click.echo(f"conflict: {conflict}", err=True)
+    if report.conflicts:
+        click.echo(f"error: {len(report.conflicts)} name conflict(s) kept "
+                   f"{len(report.conflicts) + report.held_back} rows out of PostgreSQL; change "
+                   "those names in this store (or in PostgreSQL) and push again", err=True)
+        sys.exit(3)
+
+
+@main.command("hasura-metadata")
+@click.argument("db", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--webhook-env", default="CLUSTORE_WEBHOOK_URL", show_default=True,
+              help="Environment variable holding the event triggers' webhook (a relay).")
+@click.option("--database-url-env", default="HASURA_GRAPHQL_DATABASE_URL", show_default=True,
+              help="Environment variable holding the PostgreSQL URL, as Hasura sees it.")
+def hasura_metadata(db, out_dir, webhook_env, database_url_env):
+    """Write Hasura metadata (v3 directory) for the PostgreSQL mirror of the store DB:
+    tables with Clustore's root fields, relationships, permissions, event triggers.
+    Apply it with `hasura metadata apply` after a first `push`."""
+    from . import hasura
+
+    with Store(db) as store:  # refuses a store newer than this clustore-lite
+        version = store.db.execute("PRAGMA user_version").fetchone()[0]
+    written = hasura.write_metadata(out_dir, webhook_env=webhook_env,
+                                    database_url_env=database_url_env)
+    click.echo(f"wrote Hasura metadata v3 for {len(hasura.ORDER)} tables (store schema "
+               f"version {version}) to {out_dir}: {len(written)} files")
