@@ -98,10 +98,17 @@ class Dataframes(Collection):
         return self._batches(id)
 
     def _batches(self, id: str) -> Iterator[pa.RecordBatch]:
-        # one statement: a consistent snapshot even if a writer appends meanwhile
-        for (blob,) in self.db.execute(
-                "SELECT data FROM chunk WHERE dataframeId = ? ORDER BY position", (id,)):
-            yield from codec.decode(blob)
+        # The chunk list is read once (rows appended meanwhile are not seen), then each
+        # BLOB by its own statement: a cursor left open across `yield` kept a read
+        # snapshot that a write in the caller's loop then had to upgrade ("database is
+        # locked" when another connection had written), and kept WAL checkpoints back.
+        ids = [row[0] for row in self.db.execute(
+            "SELECT id FROM chunk WHERE dataframeId = ? ORDER BY position", (id,))]
+        for chunk_id in ids:
+            row = self.db.execute("SELECT data FROM chunk WHERE id = ?", (chunk_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"dataframe {id} was deleted while it was being read")
+            yield from codec.decode(row[0])
 
     def chunks(self, id: str) -> list[v.Record]:
         self.get(id)

@@ -38,3 +38,15 @@ class StoreVersionError(ClustoreError):
     """The file was written by a newer clustore-lite than this one."""
 
     code = "unexpected"
+
+
+class StoreBusy(ClustoreError):
+    """Another connection kept the file locked for longer than the busy timeout."""
+
+    code = "unexpected"
+
+
+class TransactionError(ClustoreError):
+    """A transaction was used in a way SQLite cannot honour (a write in a read snapshot)."""
+
+    code = "unexpected"
