@@ -26,8 +26,9 @@ class Dataframes(Collection):
                compression: str | None = None) -> v.Record:
         """A new dataframe, empty or holding `data` (a pyarrow Table or RecordBatch, a
         pandas DataFrame, a dict of columns, or a stream of RecordBatches)."""
-        values = self.checked({"metadata": metadata or {}})
+        values = self.checked({"metadata": metadata if metadata is not None else {}})
         values["compression"] = codec.check_compression(compression)
+        codec.check_chunk_rows(chunk_rows)
         with self.db.bulk():
             frame = self.insert(values)
             if data is not None:
@@ -37,10 +38,22 @@ class Dataframes(Collection):
     def append(self, id: str, data: Any, chunk_rows: int = codec.DEFAULT_CHUNK_ROWS) -> v.Record:
         """Add rows at the end. Their schema must be the dataframe's (the first append
         to an empty dataframe sets it); otherwise nothing changes."""
+        v.check_id(id)
+        codec.check_chunk_rows(chunk_rows)
         with self.db.bulk():
             frame = self.get(id)
             self._write(frame, data, chunk_rows)
             return self.get(id)
+
+    def append_ipc(self, id: str, data: bytes,
+                   chunk_rows: int = codec.DEFAULT_CHUNK_ROWS) -> v.Record:
+        """Append the rows of one Arrow IPC stream given as bytes (the body of
+        `POST /v1/dataframes/{id}/chunks`). The whole stream is read and validated
+        before anything is written: garbage, a truncated stream or another schema
+        raise InvalidValue (SchemaMismatch) and change nothing."""
+        v.check_id(id)
+        codec.check_chunk_rows(chunk_rows)
+        return self.append(id, codec.read_stream(data), chunk_rows)
 
     def _write(self, frame: v.Record, data: Any, chunk_rows: int) -> None:
         schema, batches = codec.iter_batches(data)
@@ -127,3 +140,10 @@ class Chunks(Collection):
 
     def update(self, *args, **kwargs):
         raise InvalidValue("chunks are immutable: append to the dataframe instead")
+
+    def delete(self, id: str):
+        # one chunk gone would leave its dataframe's rows and size wrong and a hole
+        # in its positions: a dataframe only grows, or goes as a whole
+        v.check_id(id)
+        raise InvalidValue("chunks cannot be deleted one by one: delete the dataframe "
+                           "(or its dataset or task) instead")
