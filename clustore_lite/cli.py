@@ -11,7 +11,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from . import arrow_codec as codec
-from . import files
+from . import files, maintenance
 from .errors import ClustoreError, NotFound
 from .store import COLLECTIONS, Store
 
@@ -152,3 +152,28 @@ def describe(store: Store) -> dict:
         "rows": {t: db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in COLLECTIONS},
         "datasets": datasets,
     }
+
+
+@main.command("backup")
+@click.argument("db", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dest", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace DEST if it exists.")
+@click.option("--pages-per-step", default=maintenance.PAGES_PER_STEP, show_default=True,
+              type=click.IntRange(min=1), help="Pages copied between two short pauses.")
+def backup(db, dest, force, pages_per_step):
+    """Copy DB to DEST consistently while other processes keep writing to it."""
+    result = maintenance.backup(db, dest, overwrite=force, pages_per_step=pages_per_step)
+    click.echo(f"backed up {db} to {result.path}: {result.pages} pages, {result.bytes} bytes "
+               f"in {result.seconds:.2f} s")
+
+
+@main.command("check")
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def check(db, as_json):
+    """Verify DB: SQLite integrity and foreign keys, every chunk's Arrow data, and rows and
+    sizes. Exits with status 1 if anything is wrong."""
+    report = maintenance.check(db)
+    click.echo(report.to_json() if as_json else report.text())
+    if not report.ok:
+        sys.exit(1)
