@@ -148,6 +148,18 @@ class StoreMachine(RuleBasedStateMachine):
         self.m.teams[team["id"]] = Owned(name, team["accessId"], org=org)
 
     @precondition(lambda self: self.m.teams)
+    @rule(data=st.data(), name=NAMES)
+    def rename_team(self, data, name):
+        key = self.pick(data, self.m.teams)
+        team = self.m.teams[key]
+        if name in {t.name for k, t in self.m.teams.items() if t.org == team.org and k != key}:
+            with pytest.raises(NameTaken):
+                self.store.teams.update(key, name=name)
+            return
+        self.store.teams.update(key, name=name)
+        team.name = name
+
+    @precondition(lambda self: self.m.teams)
     @rule(data=st.data())
     def delete_team(self, data):
         team = self.pick(data, self.m.teams)
@@ -281,6 +293,16 @@ class StoreMachine(RuleBasedStateMachine):
                                        algorithm={"name": "kmeans", "k": 2})
         self.m.tasks[task["id"]] = Owned(name, task["accessId"], org=org, dataset=dataset,
                                          frame=task["centroidsId"], rows=centroids)
+
+    @precondition(lambda self: self.m.tasks)
+    @rule(data=st.data(), centroids=ROWS, name=NAMES)
+    def update_task(self, data, centroids, name):
+        """New centroids replace the old dataframe, which is deleted."""
+        key = self.pick(data, self.m.tasks)
+        task = self.store.tasks.update(key, name=name,
+                                       centroids={"x": pa.array(centroids, pa.int64())})
+        self.m.tasks[key].name, self.m.tasks[key].rows = name, centroids
+        self.m.tasks[key].frame = task["centroidsId"]
 
     @precondition(lambda self: self.m.tasks)
     @rule(data=st.data())
