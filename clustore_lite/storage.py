@@ -4,7 +4,9 @@ its schema, and transactions.
 Settings (see benchmarks/ and README "Storage choices"):
 - WAL with synchronous=NORMAL, so readers never wait on a writer and a commit costs no
   fsync (a crash of the process loses nothing committed; a power cut may lose the last
-  commits, never consistency).
+  commits, never consistency). In the rollback journal NORMAL is not proof against a
+  power cut (SQLite's documentation), so bulk writes there use synchronous=FULL: one
+  more fsync per transaction, lost in the noise of large writes.
 - 64 KiB pages: chunk BLOBs are large; with 4 KiB pages WAL writes ran 2-3x slower.
 - Bulk writes (ingest, append) switch the file to a rollback journal when this process
   is the only one using it: measured 1.5-2x faster than WAL for large BLOBs, because
@@ -107,9 +109,12 @@ def _try_rollback_journal(conn: apsw.Connection) -> bool:
     SQLite refuses (BusyError) when one has, and (SQLError) while a statement of this
     connection is still reading; both mean: stay in WAL."""
     try:
-        return conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+        switched = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
     except (apsw.BusyError, apsw.SQLError):
         return False
+    if switched:
+        conn.execute("PRAGMA synchronous = FULL")
+    return switched
 
 
 class Database:
@@ -217,5 +222,6 @@ class Database:
         # never raise here: the write has committed (or the caller's error is on its
         # way). If another process keeps the lock, it switches the file back itself:
         # every connection puts the file in WAL when it opens.
+        conn.execute("PRAGMA synchronous = NORMAL")
         with contextlib.suppress(StoreBusy):
             _ensure_wal(conn)
