@@ -97,7 +97,7 @@ def check_webhook(value: Any) -> str | None:
     check_text(value, "webhook")
     try:
         url = urlparse(value)
-        url.port  # raises ValueError for a port that is not a number in range
+        _ = url.port  # raises ValueError for a port that is not a number in range
     except ValueError:  # also a malformed [IPv6] host
         url = None
     # whitespace and control characters would be cut or mangled by an HTTP client

@@ -152,7 +152,8 @@ CORRUPTIONS = {
     "other schema": ("UPDATE chunk SET data = (SELECT data FROM chunk WHERE dataframeId = :b "
                      "AND position = 1), size = (SELECT size FROM chunk WHERE dataframeId = :b "
                      "AND position = 1), rows = 2 WHERE id = :chunk",
-                     ["its Arrow schema (name: string) is not its dataframe's (x: int64, y: double)"]),
+                     ["its Arrow schema (name: string) is not its dataframe's "
+                      "(x: int64, y: double)"]),
     "lost dataframe": ("DELETE FROM dataframe WHERE id = :b", ["foreign_key_check", "chunk"]),
 }
 
@@ -179,8 +180,8 @@ def test_check_reports_a_damaged_btree(filled, damage):
     conn = raw(db_path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    root = conn.execute("SELECT rootpage FROM sqlite_schema "
-                        "WHERE name = 'sqlite_autoindex_chunk_2'").fetchone()[0]  # (frame, position)
+    root = conn.execute("SELECT rootpage FROM sqlite_schema "  # the (frame, position) index
+                        "WHERE name = 'sqlite_autoindex_chunk_2'").fetchone()[0]
     conn.close()
     with open(db_path, "r+b") as file:
         file.seek((root - 1) * page_size)

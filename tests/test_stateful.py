@@ -269,7 +269,8 @@ class StoreMachine(RuleBasedStateMachine):
     def rename_dataset(self, data, name):
         key = self.pick(data, self.m.datasets)
         dataset = self.m.datasets[key]
-        if name in {d.name for k, d in self.m.datasets.items() if d.org == dataset.org and k != key}:
+        siblings = {d.name for k, d in self.m.datasets.items() if d.org == dataset.org and k != key}
+        if name in siblings:
             with pytest.raises(NameTaken):
                 self.store.datasets.update(key, name=name)
             return
