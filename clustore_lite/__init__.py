@@ -2,9 +2,11 @@
 SQLite file."""
 
 from .errors import (ClustoreError, ConstraintViolation, EventError, InvalidValue, NameTaken,
-                     NotFound, PermissionDenied, SchemaMismatch, StoreVersionError)
+                     NotFound, PermissionDenied, SchemaMismatch, StoreBusy, StoreVersionError,
+                     TransactionError)
 from .store import Store, open
 
 __version__ = "0.1.0"
 __all__ = ["open", "Store", "ClustoreError", "ConstraintViolation", "EventError", "InvalidValue",
-           "NameTaken", "NotFound", "PermissionDenied", "SchemaMismatch", "StoreVersionError"]
+           "NameTaken", "NotFound", "PermissionDenied", "SchemaMismatch", "StoreBusy",
+           "StoreVersionError", "TransactionError"]

@@ -72,11 +72,16 @@ def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa
     yield from rest
 
 
+def check_chunk_rows(rows: Any) -> int:
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise InvalidValue(f"chunk_rows must be a whole number of at least 1, not {rows!r}")
+    return rows
+
+
 def rebatch(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
     """Cut or join batches into slices of exactly `rows` rows (the last one shorter).
     Slicing is zero-copy; joining copies only the pieces of one chunk."""
-    if rows < 1:
-        raise InvalidValue(f"chunk_rows must be at least 1, not {rows}")
+    check_chunk_rows(rows)
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     for batch in batches:
@@ -114,6 +119,36 @@ def decode(data: bytes) -> list[pa.RecordBatch]:
         return list(ipc.open_stream(pa.py_buffer(data)))
     except (pa.ArrowInvalid, OSError) as error:
         raise InvalidValue(f"chunk bytes are not a valid Arrow IPC stream: {error}") from None
+
+
+END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
+def read_stream(data: Any) -> pa.Table:
+    """A whole Arrow IPC stream received as bytes (an HTTP body), checked to the end
+    before anything is written: it must parse, every batch must pass pyarrow's full
+    validation (offsets, UTF-8, ...), and it must end with the end-of-stream marker
+    and nothing after it, so that a stream cut short between two batches is refused
+    instead of being stored as a shorter dataframe."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InvalidValue(f"an Arrow IPC stream must be bytes, not {type(data).__name__}")
+    data = bytes(data)
+    source = pa.BufferReader(pa.py_buffer(data))
+    try:
+        reader = ipc.open_stream(source)
+        batches = list(reader)
+        for batch in batches:
+            batch.validate(full=True)
+    except (pa.ArrowException, OSError) as error:
+        raise InvalidValue(f"the bytes are not a valid Arrow IPC stream: {error}") from None
+    end = source.tell()
+    if data[:end][-len(END_OF_STREAM):] != END_OF_STREAM:
+        raise InvalidValue("the Arrow IPC stream has no end-of-stream marker: it was cut "
+                           "short (a stream writer writes the marker when it is closed)")
+    if end != len(data):
+        raise InvalidValue(f"the Arrow IPC stream is followed by {len(data) - end} bytes "
+                           "that are not part of it")
+    return pa.Table.from_batches(batches, schema=reader.schema)
 
 
 def check_compression(compression: str | None) -> str | None:

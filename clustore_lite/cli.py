@@ -9,11 +9,11 @@ import sys
 import threading
 
 import click
+import pyarrow as pa
 from tqdm import tqdm
 
 from . import arrow_codec as codec
-from . import files
-from . import eventlog
+from . import eventlog, files, maintenance
 from .errors import ClustoreError, NotFound
 from .store import COLLECTIONS, Store
 
@@ -33,6 +33,17 @@ class Command(click.Group):
 @click.version_option(package_name="clustore-lite")
 def main():
     """clustore-lite: Clustore's team data and chunked Arrow dataframes in one SQLite file."""
+    _bounded_memory_pool()
+
+
+def _bounded_memory_pool() -> None:
+    """Stream imports with jemalloc when pyarrow has it: it returns freed chunk buffers
+    to the OS. With pyarrow 26's default (mimalloc) the peak RSS of a CSV import grew
+    with the file (175 MB for 46 MB, 191 MB for 200 MB); with jemalloc 155 and 156 MB."""
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:
+        pass
 
 
 @main.command("serve")
@@ -334,3 +345,28 @@ def hasura_metadata(db, out_dir, webhook_env, database_url_env):
                                     database_url_env=database_url_env)
     click.echo(f"wrote Hasura metadata v3 for {len(hasura.ORDER)} tables (store schema "
                f"version {version}) to {out_dir}: {len(written)} files")
+
+
+@main.command("backup")
+@click.argument("db", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dest", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace DEST if it exists.")
+@click.option("--pages-per-step", default=maintenance.PAGES_PER_STEP, show_default=True,
+              type=click.IntRange(min=1), help="Pages copied between two short pauses.")
+def backup(db, dest, force, pages_per_step):
+    """Copy DB to DEST consistently while other processes keep writing to it."""
+    result = maintenance.backup(db, dest, overwrite=force, pages_per_step=pages_per_step)
+    click.echo(f"backed up {db} to {result.path}: {result.pages} pages, {result.bytes} bytes "
+               f"in {result.seconds:.2f} s")
+
+
+@main.command("check")
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def check(db, as_json):
+    """Verify DB: SQLite integrity and foreign keys, every chunk's Arrow data, and rows and
+    sizes. Exits with status 1 if anything is wrong."""
+    report = maintenance.check(db)
+    click.echo(report.to_json() if as_json else report.text())
+    if not report.ok:
+        sys.exit(1)

@@ -34,8 +34,9 @@ class Dataframes(Collection):
                      compression: str | None = None) -> v.Record:
         """`create`, for a dataframe made by an authorized write of its owner
         (a dataset or a task)."""
-        values = self.checked({"metadata": metadata or {}})
+        values = self.checked({"metadata": metadata if metadata is not None else {}})
         values["compression"] = codec.check_compression(compression)
+        codec.check_chunk_rows(chunk_rows)
         with self.db.bulk():
             frame = self.insert(values, authorize=False)
             if data is not None:
@@ -45,11 +46,23 @@ class Dataframes(Collection):
     def append(self, id: str, data: Any, chunk_rows: int = codec.DEFAULT_CHUNK_ROWS) -> v.Record:
         """Add rows at the end. Their schema must be the dataframe's (the first append
         to an empty dataframe sets it); otherwise nothing changes."""
+        v.check_id(id)
+        codec.check_chunk_rows(chunk_rows)
         with self.db.bulk():
             frame = self.get(id)
             self.store.authorize("append", "dataframe", frame)
             self._write(frame, data, chunk_rows)
             return self.get(id)
+
+    def append_ipc(self, id: str, data: bytes,
+                   chunk_rows: int = codec.DEFAULT_CHUNK_ROWS) -> v.Record:
+        """Append the rows of one Arrow IPC stream given as bytes (the body of
+        `POST /v1/dataframes/{id}/chunks`). The whole stream is read and validated
+        before anything is written: garbage, a truncated stream or another schema
+        raise InvalidValue (SchemaMismatch) and change nothing."""
+        v.check_id(id)
+        codec.check_chunk_rows(chunk_rows)
+        return self.append(id, codec.read_stream(data), chunk_rows)
 
     def _write(self, frame: v.Record, data: Any, chunk_rows: int) -> None:
         schema, batches = codec.iter_batches(data)
@@ -107,10 +120,17 @@ class Dataframes(Collection):
         return self._batches(id)
 
     def _batches(self, id: str) -> Iterator[pa.RecordBatch]:
-        # one statement: a consistent snapshot even if a writer appends meanwhile
-        for (blob,) in self.db.execute(
-                "SELECT data FROM chunk WHERE dataframeId = ? ORDER BY position", (id,)):
-            yield from codec.decode(blob)
+        # The chunk list is read once (rows appended meanwhile are not seen), then each
+        # BLOB by its own statement: a cursor left open across `yield` kept a read
+        # snapshot that a write in the caller's loop then had to upgrade ("database is
+        # locked" when another connection had written), and kept WAL checkpoints back.
+        ids = [row[0] for row in self.db.execute(
+            "SELECT id FROM chunk WHERE dataframeId = ? ORDER BY position", (id,))]
+        for chunk_id in ids:
+            row = self.db.execute("SELECT data FROM chunk WHERE id = ?", (chunk_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"dataframe {id} was deleted while it was being read")
+            yield from codec.decode(row[0])
 
     def chunks(self, id: str) -> list[v.Record]:
         self.get(id)
@@ -130,5 +150,9 @@ class Chunks(Collection):
     def update(self, *args, **kwargs):
         raise InvalidValue("chunks are immutable: append to the dataframe instead")
 
-    def delete(self, *args, **kwargs):
-        raise InvalidValue("chunks are immutable: delete the dataframe instead")
+    def delete(self, id: str):
+        # one chunk gone would leave its dataframe's rows and size wrong and a hole
+        # in its positions: a dataframe only grows, or goes as a whole
+        v.check_id(id)
+        raise InvalidValue("chunks cannot be deleted one by one: delete the dataframe "
+                           "(or its dataset or task) instead")

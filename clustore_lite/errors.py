@@ -44,3 +44,15 @@ class EventError(ClustoreError):
     """An event cannot be delivered as asked (it has no recipient, ...)."""
 
     code = "validation-failed"
+
+
+class StoreBusy(ClustoreError):
+    """Another connection kept the file locked for longer than the busy timeout."""
+
+    code = "unexpected"
+
+
+class TransactionError(ClustoreError):
+    """A transaction was used in a way SQLite cannot honour (a write in a read snapshot)."""
+
+    code = "unexpected"

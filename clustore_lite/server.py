@@ -238,10 +238,7 @@ def _frame_for_reading(store: Store, frame_id: str):
 
 def _append(store: Store, frame_id: str, body: bytes):
     store.dataframes.get(frame_id)
-    batches = codec.decode(body)  # the whole stream is checked before anything is written
-    if not batches:
-        raise InvalidValue("the Arrow stream holds no record batch")
-    return store.dataframes.append(frame_id, batches)
+    return store.dataframes.append_ipc(frame_id, body)  # checks the whole stream first
 
 
 def _stream_chunks(path: str, chunk_ids: list[str], schema):

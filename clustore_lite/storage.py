@@ -4,11 +4,15 @@ its schema, and transactions.
 Settings (see benchmarks/ and README "Storage choices"):
 - WAL with synchronous=NORMAL, so readers never wait on a writer and a commit costs no
   fsync (a crash of the process loses nothing committed; a power cut may lose the last
-  commits, never consistency).
+  commits, never consistency). In the rollback journal NORMAL is not proof against a
+  power cut (SQLite's documentation), so bulk writes there use synchronous=FULL: one
+  more fsync per transaction, lost in the noise of large writes.
 - 64 KiB pages: chunk BLOBs are large; with 4 KiB pages WAL writes ran 2-3x slower.
 - Bulk writes (ingest, append) switch the file to a rollback journal when this process
   is the only one using it: measured 1.5-2x faster than WAL for large BLOBs, because
   new pages are written once instead of to the WAL and again at checkpoint.
+  A process that opens the file meanwhile waits for that transaction (up to the busy
+  timeout): it switches the file back to WAL first, which needs the write lock.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import contextlib
 import json
 import os
 import threading
+import time
 
 import apsw
 
 from .arrow_codec import rows_json
-from .errors import InvalidValue, StoreVersionError
+from .errors import InvalidValue, StoreBusy, StoreVersionError, TransactionError
 from .migrations import LATEST, MIGRATIONS
 
 PAGE_SIZE = 65536
@@ -114,9 +119,42 @@ def _is_empty(conn: apsw.Connection) -> bool:
     return conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] == 0
 
 
-def _ensure_wal(conn: apsw.Connection) -> None:
-    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        conn.execute("PRAGMA journal_mode = WAL")
+def _ensure_wal(conn: apsw.Connection, timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    """Put the file in WAL mode, waiting while another connection holds the write lock.
+
+    SQLite answers a journal-mode change with SQLITE_BUSY at once, without calling the
+    busy handler, when another connection holds the write lock (a bulk write running
+    in the rollback journal): a process opening the file then failed with "database is
+    locked". So wait here, with backoff, as long as the busy timeout would."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    delay = 0.001
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal":
+                return
+        except apsw.BusyError:
+            pass
+        if time.monotonic() >= deadline:
+            raise StoreBusy(
+                f"could not put the store file in WAL mode: another process held its write "
+                f"lock for more than {timeout_ms / 1000:g} s (a long bulk write?); try again")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _try_rollback_journal(conn: apsw.Connection) -> bool:
+    """Leave WAL for the rollback journal if no other connection has the file open.
+    SQLite refuses (BusyError) when one has, and (SQLError) while a statement of this
+    connection is still reading; both mean: stay in WAL."""
+    try:
+        switched = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+    except (apsw.BusyError, apsw.SQLError):
+        return False
+    if switched:
+        conn.execute("PRAGMA synchronous = FULL")
+    return switched
 
 
 class Database:
@@ -145,6 +183,7 @@ class Database:
             conn = connect(self.path, self._local.session)
             self._local.conn = conn
             self._local.depth = 0
+            self._local.read_only = False
             with self._lock:
                 self._all.append(conn)
         return conn
@@ -200,7 +239,13 @@ class Database:
         conn = self.conn
         depth = self._local.depth
         if depth == 0:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            self._begin(conn, write)
+        elif write and self._local.read_only:
+            # upgrading a read snapshot to a write fails at once with "database is
+            # locked" whenever another connection wrote since: refuse it up front
+            raise TransactionError(
+                "cannot write inside store.read_transaction(): it reads one snapshot and "
+                "cannot become a write; use store.transaction() for reads and writes")
         else:
             conn.execute(f"SAVEPOINT s{depth}")
         self._local.depth = depth + 1
@@ -219,6 +264,14 @@ class Database:
         else:
             conn.execute(f"RELEASE s{depth}")
 
+    def _begin(self, conn: apsw.Connection, write: bool) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except apsw.BusyError:
+            raise StoreBusy(f"another connection held the store's write lock for more than "
+                            f"{BUSY_TIMEOUT_MS / 1000:g} s; try again") from None
+        self._local.read_only = not write
+
     @property
     def in_transaction(self) -> bool:
         self.conn
@@ -229,15 +282,19 @@ class Database:
         """A transaction for large writes: in rollback-journal mode when no other
         connection has the file open (faster for big BLOBs), in WAL otherwise."""
         conn = self.conn
-        switched = False
-        if not self.in_transaction:
-            try:
-                switched = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
-            except apsw.BusyError:
-                switched = False
+        switched = not self.in_transaction and _try_rollback_journal(conn)
         try:
             with self.transaction() as conn:
                 yield conn
         finally:
             if switched:
-                _ensure_wal(conn)
+                self._restore_wal(conn)
+
+    @staticmethod
+    def _restore_wal(conn: apsw.Connection) -> None:
+        # never raise here: the write has committed (or the caller's error is on its
+        # way). If another process keeps the lock, it switches the file back itself:
+        # every connection puts the file in WAL when it opens.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        with contextlib.suppress(StoreBusy):
+            _ensure_wal(conn)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 
+from . import maintenance
 from .access import Caller
 from .dataframes import Chunks, Dataframes
 from .errors import PermissionDenied
@@ -100,6 +101,14 @@ class Store:
         """Several reads from one snapshot of the file."""
         with self.db.transaction(write=False):
             yield
+
+    def backup(self, dest: str | os.PathLike, overwrite: bool = False) -> maintenance.BackupResult:
+        """A consistent copy of the file at `dest`, taken while others keep writing."""
+        return maintenance.backup(self.path, dest, overwrite=overwrite)
+
+    def check(self) -> maintenance.CheckReport:
+        """Verify the file (SQLite integrity, foreign keys, every chunk); `.ok`, `.text()`."""
+        return maintenance.check(self.path)
 
     def close(self) -> None:
         self.db.close()

@@ -95,8 +95,14 @@ def check_webhook(value: Any) -> str | None:
     if value is None:
         return None
     check_text(value, "webhook")
-    url = urlparse(value)
-    if url.scheme not in ("http", "https") or not url.netloc:
+    try:
+        url = urlparse(value)
+        _ = url.port  # raises ValueError for a port that is not a number in range
+    except ValueError:  # also a malformed [IPv6] host
+        url = None
+    # whitespace and control characters would be cut or mangled by an HTTP client
+    if (url is None or url.scheme not in ("http", "https") or not url.hostname
+            or re.search(r"[\s\x00-\x1f\x7f]", value)):
         raise InvalidValue(f"webhook must be an http(s) URL, not {value!r}")
     return value
 
