@@ -18,7 +18,7 @@ from graphql.execution.values import get_argument_values, get_directive_values
 
 from .errors import InvalidValue
 from .query import Compiler, q
-from .tables import BOOL, JSON, TABLES, ArrayRel, Table
+from .tables import BOOL, JSON, TABLES, Table
 
 Fields = dict[str, list[FieldNode]]  # response key -> the field nodes merged under it
 

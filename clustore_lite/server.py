@@ -24,7 +24,7 @@ from starlette.routing import Route, WebSocketRoute
 from . import arrow_codec as codec
 from . import storage
 from .auth import Authenticator, AuthError
-from .errors import ClustoreError, InvalidValue, NotFound, PermissionDenied
+from .errors import ClustoreError, NotFound, PermissionDenied
 from . import fastpath
 from .fastpath import Documents
 from .graphql import LOGGER, Changes, build_schema, format_error
@@ -35,6 +35,21 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"
 POLL_SECONDS = 0.05
 MAX_BODY_BYTES = 256 << 20
 SEND_BYTES = 1 << 20
+
+
+class TransportWSHandler(GraphQLTransportWSHandler):
+    """Ariadne's graphql-transport-ws handler, refusing bad credentials the way the
+    protocol says: close code 4403 (Forbidden) with the reason, not a bare close."""
+
+    async def handle_websocket_connection_init_message(self, websocket, message, client_context):
+        if not client_context.connection_init_received and self.on_connect:
+            try:
+                await self.on_connect(websocket, message.get("payload"))
+            except AuthError as error:
+                client_context.connection_init_received = True
+                await websocket.close(code=4403, reason=str(error)[:120])
+                return
+        await super().handle_websocket_connection_init_message(websocket, message, client_context)
 
 
 class LegacyWSHandler(GraphQLWSHandler):
@@ -80,7 +95,7 @@ class Server:
         common = dict(context_value=self.context, error_formatter=format_error, logger=LOGGER,
                       validation_rules=[limits_rule()], query_parser=self.documents.parser,
                       query_validator=self.documents.validator)
-        self.graphql_http = GraphQL(schema, **common, websocket_handler=GraphQLTransportWSHandler(
+        self.graphql_http = GraphQL(schema, **common, websocket_handler=TransportWSHandler(
             on_connect=self.on_connect))
         self.graphql_ws = GraphQL(schema, **common, websocket_handler=LegacyWSHandler(
             on_connect=self.on_connect))

@@ -169,3 +169,50 @@ def test_anonymous_sees_public_organizations_only(world):
     admin = Http(url, {"X-Hasura-Admin-Secret": ADMIN})
     public = _data(admin.gql("{ organizations(where: {access: {public: {_is_null: false}}}) { name } }"))
     assert names == {o["name"] for o in public["organizations"]} and names
+
+
+def test_websocket_with_bad_credentials_is_closed_with_4403(world):
+    import asyncio
+    import json
+
+    import websockets
+
+    url, _ = world
+
+    async def connect():
+        async with websockets.connect(url.replace("http", "ws") + "/v1/graphql",
+                                      subprotocols=["graphql-transport-ws"]) as ws:
+            await ws.send(json.dumps({"type": "connection_init",
+                                      "payload": {"headers": {"X-Clusauth-Token": "stale-token"}}}))
+            try:
+                await asyncio.wait_for(ws.recv(), 5)
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code, closed.rcvd.reason
+        return None
+
+    code, reason = asyncio.run(connect())
+    assert code == 4403 and "token" in reason
+
+
+def test_subscription_as_a_user_sees_only_what_the_user_may(world):
+    import asyncio
+    import json
+
+    import websockets
+
+    url, caller = world
+
+    async def first_answer(headers):
+        async with websockets.connect(url.replace("http", "ws") + "/v1/graphql",
+                                      subprotocols=["graphql-transport-ws"]) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"headers": headers}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                      "payload": {"query": "subscription { datasets { id } }"}}))
+            return {d["id"] for d in json.loads(await ws.recv())["payload"]["data"]["datasets"]}
+
+    user_headers = {"X-Clusauth-Token": token_for(caller)}
+    as_user = asyncio.run(first_answer(user_headers))
+    as_admin = asyncio.run(first_answer({"X-Hasura-Admin-Secret": ADMIN}))
+    over_http = {d["id"] for d in _data(Http(url, user_headers).gql("{ datasets { id } }"))["datasets"]}
+    assert as_user == over_http and as_user < as_admin
