@@ -43,6 +43,19 @@ def to_table(data: Any) -> pa.Table:
     )
 
 
+def size_hint(data: Any) -> int | None:
+    """Bytes of `data` when known without reading it (None for streams)."""
+    if data is None:
+        return 0
+    if isinstance(data, (pa.Table, pa.RecordBatch)):
+        return data.nbytes
+    if isinstance(data, dict):
+        return 0  # columns given as Python lists: small by nature
+    if type(data).__module__.split(".")[0] == "pandas":
+        return int(data.memory_usage(deep=False).sum())
+    return None
+
+
 def iter_batches(data: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The schema and the record batches of `data`, which may also be a
     RecordBatchReader or an iterable of RecordBatches (streamed, never loaded whole)."""

@@ -37,7 +37,7 @@ class Dataframes(Collection):
         values = self.checked({"metadata": metadata if metadata is not None else {}})
         values["compression"] = codec.check_compression(compression)
         codec.check_chunk_rows(chunk_rows)
-        with self.db.bulk():
+        with self.db.bulk(codec.size_hint(data)):
             frame = self.insert(values, authorize=False)
             if data is not None:
                 self._write(frame, data, chunk_rows)
@@ -48,7 +48,7 @@ class Dataframes(Collection):
         to an empty dataframe sets it); otherwise nothing changes."""
         v.check_id(id)
         codec.check_chunk_rows(chunk_rows)
-        with self.db.bulk():
+        with self.db.bulk(codec.size_hint(data)):
             frame = self.get(id)
             self.store.authorize("append", "dataframe", frame)
             self._write(frame, data, chunk_rows)

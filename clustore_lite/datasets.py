@@ -23,7 +23,7 @@ class Datasets(_OwnsAccess):
         """A dataset and its dataframe (empty when `data` is None), in one transaction."""
         values = self.checked({"organizationId": organization_id, "name": name,
                                "ownerId": owner_id})
-        with self.db.bulk():
+        with self.db.bulk(codec.size_hint(data)):
             frame = self.store.dataframes.create_owned(data, metadata, chunk_rows, compression)
             return self.insert_with_access({**values, "dataframeId": frame["id"]}, public, webhook)
 
@@ -69,7 +69,7 @@ class Tasks(_OwnsAccess):
             "organizationId": organization_id, "name": name, "datasetId": dataset_id,
             "ownerId": owner_id, "algorithm": algorithm, "identifier": identifier,
             "variables": variables, "predictions": predictions})
-        with self.db.bulk():
+        with self.db.bulk(sum(codec.size_hint(d) or 0 for d in (centroids, labels))):
             for field, column in RESULT_FRAMES.items():
                 data = {"centroids": centroids, "labels": labels}[field]
                 if data is not None:
@@ -79,7 +79,7 @@ class Tasks(_OwnsAccess):
     def update(self, id: str, centroids: Any = None, labels: Any = None, **changes) -> v.Record:
         """Change fields; `centroids`/`labels` given as data replace those dataframes."""
         values = self.checked(changes)
-        with self.db.bulk():
+        with self.db.bulk(sum(codec.size_hint(d) or 0 for d in (centroids, labels))):
             task = self.get(id)
             self.store.authorize("update", "task", task, values)
             replaced = []

@@ -40,6 +40,7 @@ def _recording(conn):
 
 
 storage._try_rollback_journal = _recording
+storage.BULK_BYTES = 0  # every create and append is a bulk write, however small
 
 
 def rows_of(op: int, rows: int) -> pa.Table:

@@ -4,6 +4,8 @@ import subprocess
 import sys
 
 import apsw
+import numpy as np
+import pyarrow as pa
 import pytest
 import sqlite_utils
 
@@ -75,7 +77,21 @@ def test_bulk_write_falls_back_to_wal_when_the_file_is_shared(db_path):
         assert reader.datasets.list()[0]["name"] == "d"
 
 
+def test_small_writes_stay_in_wal(db_path):
+    with clustore_lite.open(db_path) as store:
+        switches = []
+        original = storage._try_rollback_journal
+        storage._try_rollback_journal = lambda conn: switches.append(conn) or original(conn)
+        try:
+            store.dataframes.create({"x": [1]})
+            store.dataframes.create(pa.table({"x": pa.array(range(1000))}))
+        finally:
+            storage._try_rollback_journal = original
+        assert switches == []
+
+
 def test_bulk_write_alone_uses_the_rollback_journal_and_returns_to_wal(db_path):
+    big = pa.table({"x": pa.array(np.zeros(storage.BULK_BYTES // 8 + 1))})
     with clustore_lite.open(db_path) as store:
         seen = []
         original = store.db.transaction
@@ -85,6 +101,6 @@ def test_bulk_write_alone_uses_the_rollback_journal_and_returns_to_wal(db_path):
             return original(*args, **kwargs)
 
         store.db.transaction = spy
-        store.dataframes.create({"x": [1]})
+        store.dataframes.create(big)
         assert seen[0] == "delete"
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
