@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pg_server import cluster, url  # noqa: F401 - fixtures: a throwaway PostgreSQL
+
 README = Path(__file__).parent.parent / "README.md"
 
 
@@ -62,7 +64,20 @@ def test_server_python_examples_run(demo_server):
 def test_console_examples_print_what_the_readme_shows(workdir):
     for code in library_blocks():
         exec(compile(code, str(README), "exec"), {})
-    for block in blocks("console"):
+    run_console([b for b in blocks("console") if "$PG_URL" not in b])
+
+
+def test_postgres_console_examples_run_against_a_real_postgresql(workdir, url, monkeypatch):
+    for code in library_blocks():
+        exec(compile(code, str(README), "exec"), {})
+    monkeypatch.setenv("PG_URL", url)
+    postgres_blocks = [b for b in blocks("console") if "$PG_URL" in b]
+    assert postgres_blocks
+    run_console(postgres_blocks)
+
+
+def run_console(console_blocks: list[str]) -> None:
+    for block in console_blocks:
         for command, expected in commands(block):
             result = subprocess.run(command, shell=True, capture_output=True, text=True)
             assert result.returncode == 0, (command, result.stderr)
