@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -68,18 +69,24 @@ def child(command: list[str]) -> tuple[float, int]:
     return float(seconds), int(peak)
 
 
-def write_inputs(folder, rows: int, columns: int, chunk_rows: int):
-    """A CSV and a Parquet file of the same table, written a chunk at a time."""
+def write_inputs(folder, rows: int, columns: int, chunk_rows: int, row_group_rows: int):
+    """A CSV and a Parquet file of the same table, generated a chunk at a time. The
+    Parquet file has pyarrow's default row groups unless told otherwise (1Mi rows: a
+    file of fewer rows is one row group, which its reader must decode whole)."""
     csv_path, parquet_path = folder / "input.csv", folder / "input.parquet"
     block = c.numeric_table(chunk_rows, columns)
-    written = 0
+    written, group, group_rows = 0, [], 0
     with pacsv.CSVWriter(csv_path, block.schema) as csv_writer, \
             pq.ParquetWriter(parquet_path, block.schema) as parquet_writer:
         while written < rows:
             part = c.numeric_table(min(chunk_rows, rows - written), columns, seed=written)
             csv_writer.write_table(part)
-            parquet_writer.write_table(part)
             written += part.num_rows
+            group.append(part)
+            group_rows += part.num_rows
+            if group_rows >= row_group_rows or written == rows:
+                parquet_writer.write_table(pa.concat_tables(group), row_group_size=row_group_rows)
+                group, group_rows = [], 0
     return csv_path, parquet_path, block.nbytes
 
 
@@ -90,10 +97,12 @@ def run(args) -> tuple[str, list[dict]]:
     results, table_rows = [], []
     with c.work_dir(args.dir) as folder:
         csv_path, parquet_path, chunk_bytes = write_inputs(folder, rows_total, args.columns,
-                                                           args.chunk_rows)
+                                                           args.chunk_rows, args.row_group_rows)
         budget = 2 * chunk_bytes + BUDGET_MB * c.MB
         store_path, ipc_path = folder / "store.sqlite", folder / "out.arrow"
-        env_note = f"{rows_total:,} rows x {args.columns} float64, chunk {chunk_bytes / c.MB:.1f} MB"
+        groups = pq.ParquetFile(parquet_path).metadata.num_row_groups
+        env_note = (f"{rows_total:,} rows x {args.columns} float64, chunk {chunk_bytes / c.MB:.1f} MB, "
+                    f"Parquet in {groups} row group{'s' if groups > 1 else ''}")
         if log:
             log(f"inputs: {env_note}; CSV {csv_path.stat().st_size / c.MB:,.0f} MB, "
                 f"Parquet {parquet_path.stat().st_size / c.MB:,.0f} MB")
@@ -155,7 +164,9 @@ def parser():
     p.add_argument("--chunk-rows", type=int, default=arrow_codec.DEFAULT_CHUNK_ROWS,
                    help="rows per chunk (default %(default)s)")
     p.add_argument("--columns", type=int, default=16, help="float64 columns (default 16)")
-    p.set_defaults(rounds=3)
+    p.add_argument("--row-group-rows", type=int, default=1024 * 1024,
+                   help="Parquet row group size (default 1,048,576, pyarrow's)")
+    p.set_defaults(rounds=5)
     return p
 
 

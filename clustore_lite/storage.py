@@ -25,6 +25,7 @@ from .migrations import LATEST, MIGRATIONS
 PAGE_SIZE = 65536
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 16384  # page cache per connection; bounds memory during big transactions
+MMAP_BYTES = 1 << 30  # reads map the file (measured ~6% less CPU than pread for chunks)
 
 
 def connect(path: str) -> apsw.Connection:
@@ -34,7 +35,7 @@ def connect(path: str) -> apsw.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA recursive_triggers = ON")
     conn.execute("PRAGMA case_sensitive_like = ON")  # _like is case-sensitive, _ilike is not
-    conn.execute("PRAGMA mmap_size = 1073741824")
+    conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
     conn.execute("PRAGMA journal_size_limit = 67108864")
     _initialise(conn)
     # after _initialise: SQLite turns a size in KiB into pages with the page size in
@@ -154,10 +155,17 @@ class Database:
     @contextlib.contextmanager
     def bulk(self):
         """A transaction for large writes: in rollback-journal mode when no other
-        connection has the file open (faster for big BLOBs), in WAL otherwise."""
+        connection has the file open (faster for big BLOBs), in WAL otherwise.
+
+        Memory-mapping is off meanwhile: a chunk larger than the page cache spills
+        pages that its BLOB write reads back, and read through the map they stayed in
+        the process's RSS (an import of 42 MB chunks peaked at 288 MB with the map,
+        240 MB without, at the same speed)."""
         conn = self.conn
-        switched = False
+        switched = outermost = False
         if not self.in_transaction:
+            outermost = True
+            conn.execute("PRAGMA mmap_size = 0")
             try:
                 switched = conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
             except apsw.BusyError:
@@ -168,3 +176,5 @@ class Database:
         finally:
             if switched:
                 _ensure_wal(conn)
+            if outermost:
+                conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")

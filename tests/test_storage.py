@@ -82,9 +82,11 @@ def test_bulk_write_alone_uses_the_rollback_journal_and_returns_to_wal(db_path):
 
         def spy(*args, **kwargs):
             seen.append(store.db.conn.execute("PRAGMA journal_mode").fetchone()[0])
+            seen.append(store.db.conn.execute("PRAGMA mmap_size").fetchone()[0])
             return original(*args, **kwargs)
 
         store.db.transaction = spy
         store.dataframes.create({"x": [1]})
-        assert seen[0] == "delete"
+        assert seen[:2] == ["delete", 0]  # no memory map while writing big BLOBs
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.db.execute("PRAGMA mmap_size").fetchone()[0] == storage.MMAP_BYTES
