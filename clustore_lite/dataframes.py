@@ -84,6 +84,7 @@ class Dataframes(Collection):
                     raise RuntimeError(f"chunk {position}: wrote {blob.tell()} of {size} bytes")
                 added_rows += batch.num_rows
                 added_bytes += size
+                self.db.wrote(size)
         finally:
             if blob is not None:
                 blob.close()

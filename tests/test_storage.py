@@ -1,5 +1,6 @@
 """The file: migrations, pragmas, and readability by the SQLite ecosystem."""
 
+import os
 import subprocess
 import sys
 
@@ -90,3 +91,14 @@ def test_bulk_write_alone_uses_the_rollback_journal_and_returns_to_wal(db_path):
         assert seen[:2] == ["delete", 0]  # no memory map while writing big BLOBs
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.db.execute("PRAGMA mmap_size").fetchone()[0] == storage.MMAP_BYTES
+
+
+def test_bulk_write_flushes_to_disk_in_the_background(db_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(storage, "WRITEBACK_BYTES", 1)
+    monkeypatch.setattr(storage, "_sync", lambda fd: synced.append(os.fstat(fd).st_ino))
+    with clustore_lite.open(db_path) as store:
+        frame = store.dataframes.create({"x": list(range(100))}, chunk_rows=10)
+        assert store.dataframes.read(frame["id"]).num_rows == 100
+        assert store.db._local.writeback is None  # joined and dropped after the commit
+    assert synced and set(synced) == {os.stat(db_path).st_ino}  # SQLite's own descriptor
