@@ -163,6 +163,19 @@ def machine() -> dict[str, str]:
     }
 
 
+def filesystem(path: str | None) -> str:
+    """The device and filesystem type holding `path` (from /proc/mounts)."""
+    target = os.path.realpath(path or ".")
+    best = ("", "unknown", "unknown")
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, mount, kind = line.split()[:3]
+            inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+            if inside and len(mount) > len(best[0]):
+                best = (mount, device, kind)
+    return f"{best[1]} ({best[2]})"
+
+
 def markdown(header: list[str], rows: list[list[object]], text_columns: int = 2) -> str:
     """A markdown table; the first `text_columns` columns left-aligned, the rest right."""
     lines = ["| " + " | ".join(header) + " |",

@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     sections = [
         "# Benchmark results",
         "",
-        f"- machine: {info['cpu']}; {info['os']}",
+        f"- machine: {info['cpu']}; {info['os']}; scratch files on {c.filesystem(args.dir)}",
         f"- versions: {info['versions']}",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "- ratios are per round (every case runs once per round, back to back, in rotating "
@@ -49,11 +49,9 @@ def main(argv=None) -> None:
         extra = shlex.split(getattr(args, name))
         if args.dir:
             extra += ["--dir", args.dir]
-        if args.quiet:
-            extra += ["-q"]
-        script_args = module.parser().parse_args(extra)
         command = " ".join(["python", f"benchmarks/{Path(module.__file__).name}",
                             *map(shlex.quote, extra)])
+        script_args = module.parser().parse_args(extra + (["-q"] if args.quiet else []))
         started = time.perf_counter()
         report, _ = module.run(script_args)
         minutes = (time.perf_counter() - started) / 60
