@@ -113,7 +113,7 @@ def write_stream(sink: Any, batch: pa.RecordBatch, compression: str | None = Non
 
 def stream_size(batch: pa.RecordBatch, compression: str | None = None) -> int:
     """The exact size of `write_stream`'s output, found without writing any bytes
-    (with compression the batch is compressed to learn it: use `encode` then)."""
+    (with compression the batch is compressed to learn it: use `encode_buffer` then)."""
     sink = pa.MockOutputStream()
     write_stream(sink, batch, compression)
     return sink.size()

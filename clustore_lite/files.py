@@ -21,8 +21,10 @@ SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet
 # pyarrow's streaming CSV reader reads many blocks ahead: memory grows with the block
 # size (measured: 16 MiB blocks peaked at 440 MB on a 460 MB file, 1 MiB at 118 MB, at
 # the same speed; later, reading alone held ~36 blocks: 37 MB of Arrow memory with
-# 1 MiB blocks, 9 MB with 256 KiB, no slower). Types are guessed from a larger sample
-# so that small blocks do not make the guess worse. A CSV row must fit in one block.
+# 1 MiB blocks, 9 MB with 256 KiB; a 200 MB CSV import peaked at 183 MB with 1 MiB
+# blocks, 152 MB with 256 KiB, at 0.95x the speed). Types are guessed from a larger
+# sample so that small blocks do not make the guess worse. A CSV row must fit in one
+# block: _csv_sample picks larger blocks when the sample has long lines.
 CSV_BLOCK_BYTES = 1 << 18
 CSV_SAMPLE_BYTES = 8 << 20
 # Parquet: pyarrow pre-buffers whole column chunks (row groups hold up to 1Mi rows by
