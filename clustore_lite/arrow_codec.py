@@ -117,19 +117,50 @@ def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
-def encode(batch: pa.RecordBatch, compression: str | None = None) -> bytes:
-    """One record batch as Arrow IPC stream bytes."""
-    options = ipc.IpcWriteOptions(compression=compression)
-    sink = pa.BufferOutputStream()
-    with ipc.new_stream(sink, batch.schema, options=options) as writer:
+def _options(compression: str | None) -> ipc.IpcWriteOptions:
+    return ipc.IpcWriteOptions(compression=compression)
+
+
+def write_stream(sink: Any, batch: pa.RecordBatch, compression: str | None = None) -> None:
+    """Write one record batch as an Arrow IPC stream to `sink` (a pyarrow stream or a
+    Python file-like object, such as an apsw Blob: pyarrow hands each buffer of the
+    batch to its `write` without copying it)."""
+    with ipc.new_stream(sink, batch.schema, options=_options(compression)) as writer:
         writer.write_batch(batch)
-    return sink.getvalue().to_pybytes()
 
 
-def decode(data: bytes) -> list[pa.RecordBatch]:
-    """The record batches of one chunk, sharing memory with `data`."""
+def stream_size(batch: pa.RecordBatch, compression: str | None = None) -> int:
+    """The exact size of `write_stream`'s output, found without writing any bytes
+    (with compression the batch is compressed to learn it: use `encode_buffer` then)."""
+    sink = pa.MockOutputStream()
+    write_stream(sink, batch, compression)
+    return sink.size()
+
+
+def encode_buffer(batch: pa.RecordBatch, compression: str | None = None) -> pa.Buffer:
+    """One record batch as Arrow IPC stream bytes, in a pyarrow Buffer (no copy to
+    Python bytes). Uncompressed, the buffer is sized exactly up front, so the
+    bytes are written once (a growing BufferOutputStream reallocates and copies)."""
+    if compression is None:
+        buffer = pa.allocate_buffer(stream_size(batch))
+        write_stream(pa.FixedSizeBufferWriter(buffer), batch)
+        return buffer
+    sink = pa.BufferOutputStream()
+    write_stream(sink, batch, compression)
+    return sink.getvalue()
+
+
+def encode(batch: pa.RecordBatch, compression: str | None = None) -> bytes:
+    """One record batch as Arrow IPC stream bytes (a copy into Python bytes: the
+    store's own write path streams into the BLOB instead, see dataframes.py)."""
+    return encode_buffer(batch, compression).to_pybytes()
+
+
+def decode(data: Any) -> list[pa.RecordBatch]:
+    """The record batches of one chunk (bytes or any buffer), sharing its memory."""
     try:
-        return list(ipc.open_stream(pa.py_buffer(data)))
+        buffer = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
+        return list(ipc.open_stream(buffer))
     except (pa.ArrowInvalid, OSError) as error:
         raise InvalidValue(f"chunk bytes are not a valid Arrow IPC stream: {error}") from None
 

@@ -119,6 +119,22 @@ def _dataset(store: Store, ref: str):
     return found[0]
 
 
+def _lean_memory_pool() -> None:
+    """Use Arrow's jemalloc pool, which hands freed memory back to the system, so that
+    a long import holds about a chunk, not every chunk's leftovers.
+
+    pyarrow's default pool (mimalloc) kept freed pages resident: importing a 200 MB CSV
+    peaked at 186 MB with it, 152 MB with jemalloc, at the same speed (1.03x, rounds
+    0.89-1.18x). jemalloc_set_decay_ms(0) saved 7 MB more but ran at 0.75x. Export
+    keeps the default pool: jemalloc saved 10-14 MB there but ran at 0.87-0.99x. A
+    command-line process owns its allocator; the library leaves the caller's pool
+    alone. Builds without jemalloc keep the default pool."""
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:
+        pass
+
+
 @main.command("import")
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
@@ -131,6 +147,7 @@ def _dataset(store: Store, ref: str):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def import_(db, file, org, dataset, fmt, append, chunk_rows, compression, quiet):
     """Import FILE (CSV, Parquet or Arrow IPC) as a dataset, streamed in chunks."""
+    _lean_memory_pool()
     with Store(db) as store:
         organization = _organization(store, org, create=not append)
         bar = tqdm(unit_scale=True, disable=quiet, desc=os.path.basename(file), file=sys.stderr)

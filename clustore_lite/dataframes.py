@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import apsw
 import pyarrow as pa
 
 from . import arrow_codec as codec
@@ -73,16 +74,43 @@ class Dataframes(Collection):
             codec.check_same_schema(stored, schema)
         position, added_rows, added_bytes = self._last_position(frame["id"]), 0, 0
         stamp = v.now()
-        for batch in codec.rebatch(batches, chunk_rows):
-            codec.check_same_schema(stored, batch.schema)
-            blob = codec.encode(batch, frame["compression"])
-            position += 1
-            self.db.execute(
-                "INSERT INTO chunk (id, dataframeId, position, rows, size, createdAt, "
-                "updatedAt, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (v.new_id(), frame["id"], position, batch.num_rows, len(blob), stamp, stamp, blob))
-            added_rows += batch.num_rows
-            added_bytes += len(blob)
+        compression = frame["compression"]
+        conn = self.db.conn
+        blob = None
+        try:
+            for batch in codec.rebatch(batches, chunk_rows):
+                codec.check_same_schema(stored, batch.schema)
+                # The row is inserted with a zeroblob of the exact size, then the IPC
+                # stream is written straight into it: binding bytes instead made four
+                # copies of every chunk (to Python bytes, SQLite's bound value, its
+                # record, its pages); this makes one (into the pages).
+                if compression is None:
+                    encoded, size = None, codec.stream_size(batch)
+                else:
+                    encoded = codec.encode_buffer(batch, compression)
+                    size = encoded.size
+                position += 1
+                conn.execute(
+                    "INSERT INTO chunk (id, dataframeId, position, rows, size, createdAt, "
+                    "updatedAt, data) VALUES (?, ?, ?, ?, ?, ?, ?, zeroblob(?))",
+                    (v.new_id(), frame["id"], position, batch.num_rows, size, stamp, stamp, size))
+                rowid = conn.last_insert_rowid()
+                if blob is None:
+                    blob = conn.blob_open("main", "chunk", "data", rowid, True)
+                else:
+                    blob.reopen(rowid)
+                if encoded is None:
+                    codec.write_stream(blob, batch)
+                else:
+                    blob.write(encoded)
+                if blob.tell() != size:
+                    raise RuntimeError(f"chunk {position}: wrote {blob.tell()} of {size} bytes")
+                added_rows += batch.num_rows
+                added_bytes += size
+                self.db.wrote(size)
+        finally:
+            if blob is not None:
+                blob.close()
         self.db.execute(
             "UPDATE dataframe SET arrowSchema = ?, dim = ?, columns = ?, rows = rows + ?, "
             "size = size + ?, updatedAt = ? WHERE id = ?",
@@ -121,16 +149,23 @@ class Dataframes(Collection):
 
     def _batches(self, id: str) -> Iterator[pa.RecordBatch]:
         # The chunk list is read once (rows appended meanwhile are not seen), then each
-        # BLOB by its own statement: a cursor left open across `yield` kept a read
-        # snapshot that a write in the caller's loop then had to upgrade ("database is
-        # locked" when another connection had written), and kept WAL checkpoints back.
-        ids = [row[0] for row in self.db.execute(
-            "SELECT id FROM chunk WHERE dataframeId = ? ORDER BY position", (id,))]
-        for chunk_id in ids:
-            row = self.db.execute("SELECT data FROM chunk WHERE id = ?", (chunk_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"dataframe {id} was deleted while it was being read")
-            yield from codec.decode(row[0])
+        # BLOB through its own short-lived handle: a cursor or BLOB handle left open
+        # across `yield` kept a read snapshot that a write in the caller's loop then had
+        # to upgrade ("database is locked" when another connection had written), and
+        # kept WAL checkpoints back. A BLOB handle reads straight into an Arrow buffer.
+        rowids = [row[0] for row in self.db.execute(
+            "SELECT rowid FROM chunk WHERE dataframeId = ? ORDER BY position", (id,))]
+        conn = self.db.conn
+        for rowid in rowids:
+            try:
+                blob = conn.blob_open("main", "chunk", "data", rowid, False)
+            except apsw.SQLError:
+                raise NotFound(f"dataframe {id} was deleted while it was being read") from None
+            try:
+                data = _read_blob(blob)
+            finally:
+                blob.close()
+            yield from codec.decode(data)
 
     def chunks(self, id: str) -> list[v.Record]:
         self.get(id)
@@ -139,8 +174,19 @@ class Dataframes(Collection):
     def read_chunk(self, chunk_id: str) -> pa.Table:
         """One chunk, by its id, as a pyarrow Table."""
         self.store.chunks.get(chunk_id)
-        row = self.db.execute("SELECT data FROM chunk WHERE id = ?", (chunk_id,)).fetchone()
-        return pa.Table.from_batches(codec.decode(row[0]))
+        conn = self.db.conn
+        (rowid,) = conn.execute("SELECT rowid FROM chunk WHERE id = ?", (chunk_id,)).fetchone()
+        with conn.blob_open("main", "chunk", "data", rowid, False) as blob:
+            data = _read_blob(blob)
+        return pa.Table.from_batches(codec.decode(data))
+
+
+def _read_blob(blob) -> pa.Buffer:
+    """A chunk's bytes, read once from SQLite into an aligned pyarrow buffer: a SELECT
+    of the BLOB copied them twice (SQLite's value, then Python bytes)."""
+    buffer = pa.allocate_buffer(blob.length())
+    blob.read_into(buffer)
+    return buffer
 
 
 class Chunks(Collection):

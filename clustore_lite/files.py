@@ -20,10 +20,18 @@ SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet
             ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow", ".arrows": "arrow"}
 # pyarrow's streaming CSV reader reads many blocks ahead: memory grows with the block
 # size (measured: 16 MiB blocks peaked at 440 MB on a 460 MB file, 1 MiB at 118 MB, at
-# the same speed). Types are guessed from a larger sample so that small blocks do not
-# make the guess worse.
-CSV_BLOCK_BYTES = 1 << 20
+# the same speed; later, reading alone held ~36 blocks: 37 MB of Arrow memory with
+# 1 MiB blocks, 9 MB with 256 KiB; a 200 MB CSV import peaked at 183 MB with 1 MiB
+# blocks, 152 MB with 256 KiB, at 0.95x the speed). Types are guessed from a larger
+# sample so that small blocks do not make the guess worse. A CSV row must fit in one
+# block: _csv_sample picks larger blocks when the sample has long lines.
+CSV_BLOCK_BYTES = 1 << 18
 CSV_SAMPLE_BYTES = 8 << 20
+# Parquet: pyarrow pre-buffers whole column chunks (row groups hold up to 1Mi rows by
+# default) and reads ahead; reading pages through a small buffer bounds memory by the
+# pages and the batch instead (measured on a 105 MB file of 10 chunk-sized row groups:
+# peak RSS 279 MB pre-buffered, 163 MB with 1 MiB buffers, 154 MB with 64 KiB).
+PARQUET_BUFFER_BYTES = 1 << 16
 
 
 def guess_format(path: str | Path, given: str | None = None) -> str:
@@ -61,7 +69,7 @@ def read_batches(path: str | Path, format: str | None = None, batch_rows: int = 
         if kind == "csv":
             return Source(_csv(path, on_progress), os.path.getsize(path), "B")
         if kind == "parquet":
-            parquet = pq.ParquetFile(path)
+            parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
             batches = parquet.iter_batches(batch_size=batch_rows)
             reader = pa.RecordBatchReader.from_batches(
                 parquet.schema_arrow, _report(batches, on_progress))
@@ -74,9 +82,10 @@ def read_batches(path: str | Path, format: str | None = None, batch_rows: int = 
 def _csv(path: str, on_progress) -> pa.RecordBatchReader:
     delimiter = "\t" if path.lower().endswith(".tsv") else ","
     parse = pacsv.ParseOptions(delimiter=delimiter)
-    convert = pacsv.ConvertOptions(column_types=_csv_sample_schema(path, parse))
+    schema, block = _csv_sample(path, parse)
+    convert = pacsv.ConvertOptions(column_types=schema)
     stream = pa.input_stream(path)
-    reader = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+    reader = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=block),
                             parse_options=parse, convert_options=convert)
 
     def batches() -> Iterator[pa.RecordBatch]:
@@ -93,13 +102,25 @@ def _csv(path: str, on_progress) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
 
-def _csv_sample_schema(path: str, parse: pacsv.ParseOptions) -> pa.Schema:
-    """Column types guessed from the first CSV_SAMPLE_BYTES, cut at a line end."""
+def _csv_sample(path: str, parse: pacsv.ParseOptions) -> tuple[pa.Schema, int]:
+    """Column types guessed from the first CSV_SAMPLE_BYTES (cut at a line end), and
+    the block size to read with: CSV_BLOCK_BYTES, or more if the sample has lines so
+    long that a row might not fit in one block."""
     with open(path, "rb") as file:
         sample = file.read(CSV_SAMPLE_BYTES)
-        if file.read(1):
-            sample = sample[: sample.rfind(b"\n") + 1] or sample
-    return pacsv.read_csv(pa.BufferReader(sample), parse_options=parse).schema
+        more = bool(file.read(1))
+    size = len(sample)
+    if more and (end := sample.rfind(b"\n") + 1):
+        size = end
+    view = pa.py_buffer(sample).slice(0, size)  # no copy
+    schema = pacsv.read_csv(pa.BufferReader(view), parse_options=parse).schema
+    # every `window` bytes of the sample hold a line end, so no line is longer than
+    # 2 x window; blocks of 8 x window hold 4 of the longest lines
+    window = CSV_BLOCK_BYTES // 8
+    while window < size and any(sample.find(b"\n", start, start + window) == -1
+                                for start in range(0, size - window + 1, window)):
+        window *= 2
+    return schema, max(CSV_BLOCK_BYTES, 8 * window)
 
 
 def _arrow(path: str, on_progress) -> Source:

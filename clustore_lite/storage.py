@@ -13,11 +13,15 @@ Settings (see benchmarks/ and README "Storage choices"):
   new pages are written once instead of to the WAL and again at checkpoint.
   A process that opens the file meanwhile waits for that transaction (up to the busy
   timeout): it switches the file back to WAL first, which needs the write lock.
+- During a bulk write, a helper thread fdatasync()s the file every WRITEBACK_BYTES
+  written, so the disk writes overlap the copying instead of all waiting for the
+  commit's fsync (see Writeback).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import threading
@@ -33,6 +37,8 @@ PAGE_SIZE = 65536
 BULK_BYTES = 16 << 20  # smaller writes are not worth a journal switch
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 16384  # page cache per connection; bounds memory during big transactions
+MMAP_BYTES = 1 << 30  # reads map the file (measured 4-6% less CPU than pread for chunks)
+WRITEBACK_BYTES = 16 << 20  # bulk writes: flush to disk in the background this often
 
 
 ADMIN_SESSION = {"x-hasura-role": "admin"}
@@ -79,7 +85,7 @@ def connect(path: str, session: Session | None = None) -> apsw.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA recursive_triggers = ON")
     conn.execute("PRAGMA case_sensitive_like = ON")  # _like is case-sensitive, _ilike is not
-    conn.execute("PRAGMA mmap_size = 1073741824")
+    conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
     conn.execute("PRAGMA journal_size_limit = 67108864")
     conn.create_scalar_function("clustore_chunk_rows", rows_json, 1, deterministic=True)
     _initialise(conn)
@@ -156,6 +162,67 @@ def _try_rollback_journal(conn: apsw.Connection) -> bool:
     if switched:
         conn.execute("PRAGMA synchronous = FULL")
     return switched
+
+
+def _sync(fd: int) -> None:
+    try:
+        (getattr(os, "fdatasync", None) or os.fsync)(fd)
+    except OSError:
+        pass  # only a head start: the commit syncs (and reports failures) anyway
+
+
+def database_fd(conn: apsw.Connection) -> int | None:
+    """SQLite's own file descriptor of the main database file, or None when it cannot
+    be told for sure (a VFS other than SQLite's unix ones, another platform).
+
+    Opening a second descriptor instead is not safe: closing it would drop the POSIX
+    locks SQLite holds on the file (sqlite.org/howtocorrupt.html, 2.2)."""
+    vfs = getattr(conn, "open_vfs", None) or apsw.vfs_names()[0]
+    if not vfs.startswith("unix"):
+        return None
+    try:
+        pointer = ctypes.c_void_p()
+        if not conn.file_control("main", apsw.SQLITE_FCNTL_FILE_POINTER,
+                                 ctypes.addressof(pointer)) or not pointer.value:
+            return None
+        # struct unixFile { sqlite3_io_methods *pMethod; sqlite3_vfs *pVfs;
+        #                   unixInodeInfo *pInode; int h; ... }
+        fd = ctypes.c_int.from_address(pointer.value + 3 * ctypes.sizeof(ctypes.c_void_p)).value
+        found, expected = os.fstat(fd), os.stat(conn.filename)
+    except (OSError, ValueError, apsw.Error):
+        return None
+    if (found.st_dev, found.st_ino) != (expected.st_dev, expected.st_ino):
+        return None
+    return fd
+
+
+class Writeback:
+    """Pushes the pages of a bulk write to disk while it goes on.
+
+    A rollback-journal commit ends with an fsync of everything written; left alone, the
+    kernel holds the pages (up to its dirty limits, gigabytes) and the disk idles while
+    SQLite copies. A helper thread calling fdatasync on SQLite's descriptor every
+    WRITEBACK_BYTES keeps the disk busy meanwhile. It is safe: the file then holds only
+    what SQLite itself wrote, which the kernel may write back at any moment anyway.
+    Measured on 512 MB: 0.79x of pyarrow's IPC write + fsync without, 1.12-1.15x with
+    every 8-16 MB, 1.12x every 32 MB, 0.98x every 128 MB."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.pending = 0
+        self.thread: threading.Thread | None = None
+
+    def wrote(self, size: int) -> None:
+        self.pending += size
+        if self.pending >= WRITEBACK_BYTES and not (self.thread and self.thread.is_alive()):
+            self.pending = 0
+            self.thread = threading.Thread(target=_sync, args=(self.fd,), daemon=True,
+                                           name="clustore-writeback")
+            self.thread.start()
+
+    def finish(self) -> None:
+        if self.thread:
+            self.thread.join()
 
 
 class Database:
@@ -278,21 +345,43 @@ class Database:
         self.conn
         return self._local.depth > 0
 
+    def wrote(self, size: int) -> None:
+        """Tell a bulk write in progress that `size` more bytes went to the file."""
+        writeback = getattr(self._local, "writeback", None)
+        if writeback is not None:
+            writeback.wrote(size)
+
     @contextlib.contextmanager
     def bulk(self, size: int | None = None):
         """A transaction for large writes: in rollback-journal mode when no other
         connection has the file open (faster for big BLOBs), in WAL otherwise.
         Writes known to be smaller than BULK_BYTES stay in WAL: switching costs a
-        checkpoint and fsyncs (measured 50x slower for 1,000-row appends)."""
+        checkpoint and fsyncs (measured 50x slower for 1,000-row appends).
+
+        Memory-mapping is off meanwhile: a chunk larger than the page cache spills
+        pages that its BLOB write reads back, and read through the map they stayed in
+        the process's RSS (an import of 42 MB chunks peaked at 288 MB with the map,
+        240 MB without, at the same speed)."""
         conn = self.conn
-        large = size is None or size >= BULK_BYTES
-        switched = large and not self.in_transaction and _try_rollback_journal(conn)
+        large = (size is None or size >= BULK_BYTES) and not self.in_transaction
+        switched = False
+        if large:
+            conn.execute("PRAGMA mmap_size = 0")
+            switched = _try_rollback_journal(conn)
+        fd = database_fd(conn) if switched else None
+        if fd is not None:
+            self._local.writeback = Writeback(fd)
         try:
             with self.transaction() as conn:
                 yield conn
         finally:
+            if fd is not None:
+                self._local.writeback.finish()
+                self._local.writeback = None
             if switched:
                 self._restore_wal(conn)
+            if large:
+                conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
 
     @staticmethod
     def _restore_wal(conn: apsw.Connection) -> None:

@@ -1,5 +1,6 @@
 """The file: migrations, pragmas, and readability by the SQLite ecosystem."""
 
+import os
 import subprocess
 import sys
 
@@ -98,9 +99,23 @@ def test_bulk_write_alone_uses_the_rollback_journal_and_returns_to_wal(db_path):
 
         def spy(*args, **kwargs):
             seen.append(store.db.conn.execute("PRAGMA journal_mode").fetchone()[0])
+            seen.append(store.db.conn.execute("PRAGMA mmap_size").fetchone()[0])
             return original(*args, **kwargs)
 
         store.db.transaction = spy
         store.dataframes.create(big)
-        assert seen[0] == "delete"
+        assert seen[:2] == ["delete", 0]  # no memory map while writing big BLOBs
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.db.execute("PRAGMA mmap_size").fetchone()[0] == storage.MMAP_BYTES
+
+
+def test_bulk_write_flushes_to_disk_in_the_background(db_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(storage, "WRITEBACK_BYTES", 1)
+    monkeypatch.setattr(storage, "BULK_BYTES", 0)  # small data, taken as a bulk write
+    monkeypatch.setattr(storage, "_sync", lambda fd: synced.append(os.fstat(fd).st_ino))
+    with clustore_lite.open(db_path) as store:
+        frame = store.dataframes.create({"x": list(range(100))}, chunk_rows=10)
+        assert store.dataframes.read(frame["id"]).num_rows == 100
+        assert store.db._local.writeback is None  # joined and dropped after the commit
+    assert synced and set(synced) == {os.stat(db_path).st_ino}  # SQLite's own descriptor

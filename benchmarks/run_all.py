@@ -1,0 +1,66 @@
+"""Run the three benchmarks with their default sizes and write one markdown report
+(benchmarks/RESULTS.md): the machine, the commands, and each table.
+
+    python benchmarks/run_all.py                       # about 5-10 minutes
+    python benchmarks/run_all.py --dir /data/scratch --output /tmp/results.md
+
+Arguments after `--ingest`, `--read` or `--import` go to that script, e.g.
+    python benchmarks/run_all.py --ingest "--rows 20000000" --import "--chunks 40"
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import _common as c
+import import_files
+import ingest
+import read
+
+SCRIPTS = (("ingest", ingest, "Ingest"), ("read", read, "Read"),
+           ("import", import_files, "Import (CLI)"))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dir", default=None, help="scratch directory (default: current)")
+    parser.add_argument("--output", default=str(Path(__file__).with_name("RESULTS.md")))
+    parser.add_argument("--quiet", "-q", action="store_true")
+    for name, _, _ in SCRIPTS:
+        parser.add_argument(f"--{name}", default="", metavar="ARGS",
+                            help=f"extra arguments for {name} (one quoted string)")
+    args = parser.parse_args(argv)
+    info = c.machine()
+    sections = [
+        "# Benchmark results",
+        "",
+        f"- machine: {info['cpu']}; {info['os']}; scratch files on {c.filesystem(args.dir)}",
+        f"- versions: {info['versions']}",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "- ratios are per round (every case runs once per round, back to back, in rotating "
+        "order), reported as the median over rounds and their range; >1× is faster than "
+        "the pyarrow baseline",
+    ]
+    for name, module, title in SCRIPTS:
+        extra = shlex.split(getattr(args, name))
+        if args.dir:
+            extra += ["--dir", args.dir]
+        command = " ".join(["python", f"benchmarks/{Path(module.__file__).name}",
+                            *map(shlex.quote, extra)])
+        script_args = module.parser().parse_args(extra + (["-q"] if args.quiet else []))
+        started = time.perf_counter()
+        report, _ = module.run(script_args)
+        minutes = (time.perf_counter() - started) / 60
+        sections += ["", f"## {title}", "", f"`{command}` ({minutes:.1f} min)", "", report]
+        print(f"{title}: done in {minutes:.1f} min", file=sys.stderr)
+    text = "\n".join(sections) + "\n"
+    Path(args.output).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
