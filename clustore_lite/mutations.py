@@ -89,16 +89,19 @@ class Inserter:
         return row["id"]
 
     def _frame_kwargs(self, table: str, field: str, wrapper: dict) -> dict:
+        """A nested dataframe (`{data: {columns, metadata, chunks: {data: [...]}}}`) as
+        the keyword arguments of its owner's create; each given chunk stays a chunk."""
         data = wrapper["data"]
-        chunks = data.get("chunks", {}).get("data", [])
-        rows = [row for chunk in chunks for row in chunk.get("data", [])]
-        frame = codec.table_from_rows(rows, data.get("columns"), None) if chunks else None
+        chunks = (data.get("chunks") or {}).get("data") or []
+        rows = [row for chunk in chunks for row in (chunk.get("data") or [])]
+        columns = data.get("columns")
+        frame = codec.table_from_rows(rows, columns if rows else (columns or []), None)
         if table == "dataset":
-            return {"data": frame, "metadata": data.get("metadata"),
-                    "compression": data.get("compression"),
-                    **({"chunk_rows": max(1, len(chunks[0].get("data", [])))} if chunks else {})}
+            first = len(chunks[0].get("data") or []) if chunks else 0
+            return {"data": frame if chunks else None, "metadata": data.get("metadata"),
+                    "compression": data.get("compression"), "chunk_rows": max(1, first)}
         if table == "task":
-            return {field: frame if frame is not None else codec.table_from_rows([], data.get("columns") or [], None)}
+            return {field: frame}
         raise InvalidValue(f"{table}.{field} cannot be inserted")
 
     def _dataframe(self, values: dict, chunks: dict | None) -> str:
