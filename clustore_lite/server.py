@@ -34,7 +34,6 @@ from .store import Store
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 POLL_SECONDS = 0.05
 MAX_BODY_BYTES = 256 << 20
-SEND_BYTES = 1 << 20
 
 
 class TransportWSHandler(GraphQLTransportWSHandler):
@@ -274,10 +273,7 @@ def _stream_chunks(path: str, chunk_ids: list[str], schema):
             if not sent_schema:
                 yield bytes(head)
                 sent_schema = True
-            # asyncio on Python 3.11 moves a transport's whole pending buffer on each
-            # partial send: pieces of SEND_BYTES keep that cheap (measured 2x faster)
-            for start in range(0, len(messages), SEND_BYTES):
-                yield bytes(messages[start:start + SEND_BYTES])
+            yield bytes(messages)
         if sent_schema:
             yield codec.END_OF_STREAM
         conn.execute("COMMIT")
