@@ -177,6 +177,7 @@ def build_schema():
         if table_name not in mutations.READ_ONLY:
             mutations.bind(mutation, table_name)
     mutation.set_field("redeliver_event", mutations.redeliver_event)
+    mutation.set_field("regenerate_access_token", mutations.regenerate_access_token)
     scalars = [ScalarType("jsonb", serializer=_identity, value_parser=_identity,
                           literal_parser=_parse_literal)]
     for name, parse in (("uuid", _parse_uuid), ("timestamptz", _parse_timestamp),

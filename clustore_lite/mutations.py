@@ -275,3 +275,19 @@ async def redeliver_event(_, info, id: str):
         return await run_in_threadpool(run)
     except ClustoreError as error:
         raise graphql_error(error) from None
+
+
+async def regenerate_access_token(_, info, id: str, role: str):
+    """A new token for `role` on this access (the caller must be admin of its resource)."""
+    from .graphql import graphql_error
+
+    def run():
+        store = info.context["store"]
+        with store.transaction():
+            store.accesses.regenerate_token(id, role)
+            return _returning(info, "access", [id], one=True)
+
+    try:
+        return await run_in_threadpool(run)
+    except ClustoreError as error:
+        raise graphql_error(error) from None

@@ -263,3 +263,20 @@ def test_huge_bodies_are_413(served):
     response = client.http.post(client.url, content=b'{"query": "' + b" " * (300 << 20) + b'"}',
                                 headers={"content-type": "application/json"})
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([[1.0]], "has 1 values"),
+    ([["text", 2.0]], "cannot hold"),
+    ("not rows", "list of rows"),
+])
+def test_chunk_rows_of_the_wrong_width_or_type_are_refused(served, rows, message):
+    _, db, client, ids = served
+    with clustore_lite.open(db) as store:
+        before = store.dataframes.get(ids["frame"])
+    response = client.post("mutation($f: uuid!, $rows: jsonb!) { insert_chunk_one(object: "
+                           "{dataframeId: $f, data: $rows}) { id } }", {"f": ids["frame"], "rows": rows})
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "validation-failed" and message in error["message"]
+    with clustore_lite.open(db) as store:
+        assert store.dataframes.get(ids["frame"]) == before
