@@ -220,18 +220,18 @@ def test_subscription_as_a_user_sees_only_what_the_user_may(world):
 
 def test_regenerating_a_token_over_graphql_invalidates_the_old_one(world):
     url, caller = world
-    [case] = [c for c in CASES if c.name == "team-membership-admin"]
     user = Http(url, {"X-Clusauth-Token": token_for(caller)})
-    old = _data(user.gql("query($id: uuid!) { access(id: $id) { guestToken } }",
-                         {"id": case.ids["access"]}))["access"]["guestToken"]
+    org = _data(user.gql('mutation { insert_organization_one(object: {name: "regenerating"}) '
+                         "{ access { id guestToken } } }"))["insert_organization_one"]["access"]
+    old = org["guestToken"]
     assert httpx.post(f"{url}/v1/graphql", json={"query": "{ teams { id } }"},
                       headers={"X-Clusauth-Token": old}).status_code == 200
     new = _data(user.gql('mutation($id: uuid!) { regenerate_access_token(id: $id, role: "guest") { guestToken } }',
-                         {"id": case.ids["access"]}))["regenerate_access_token"]["guestToken"]
+                         {"id": org["id"]}))["regenerate_access_token"]["guestToken"]
     assert new and new != old
     refused = httpx.post(f"{url}/v1/graphql", json={"query": "{ teams { id } }"}, headers={"X-Clusauth-Token": old})
     assert refused.status_code == 401 and refused.json()["errors"][0]["extensions"]["code"] == "invalid-token"
     [guest_case] = [c for c in CASES if c.name == "team-membership-guest"]
-    denied = Http(url, {"X-Clusauth-Token": token_for(caller)}).gql(
-        'mutation($id: uuid!) { regenerate_access_token(id: $id, role: "guest") { id } }', {"id": guest_case.ids["access"]})
+    denied = user.gql('mutation($id: uuid!) { regenerate_access_token(id: $id, role: "guest") { id } }',
+                      {"id": guest_case.ids["access"]})
     assert denied["errors"][0]["extensions"]["code"] == "permission-denied"
