@@ -13,7 +13,6 @@ of a child that only imports clustore_lite's CLI module, the fixed part of that 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 

@@ -264,7 +264,3 @@ class ExpectedErrors(logging.Filter):
 
 LOGGER = logging.getLogger("clustore_lite.graphql")
 LOGGER.addFilter(ExpectedErrors())
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))

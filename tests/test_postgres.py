@@ -2,7 +2,6 @@
 several stores in one database, and the mirror's schema against the store's."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
