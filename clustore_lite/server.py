@@ -22,10 +22,9 @@ from starlette.responses import (HTMLResponse, JSONResponse, PlainTextResponse, 
 from starlette.routing import Route, WebSocketRoute
 
 from . import arrow_codec as codec
-from . import storage
+from . import fastpath, storage
 from .auth import Authenticator, AuthError
 from .errors import ClustoreError, NotFound, PermissionDenied
-from . import fastpath
 from .fastpath import Documents
 from .graphql import LOGGER, Changes, build_schema, format_error
 from .limits import limits_rule
@@ -124,6 +123,8 @@ class Server:
 
     async def on_connect(self, websocket, payload) -> None:
         """WebSocket clients (Hasura's included) send headers in connection_init."""
+        if "clustore.store" in websocket.scope:
+            return  # already done by TransportWSHandler, which answers failures with 4403
         headers = (payload or {}).get("headers") if isinstance(payload, dict) else None
         await self.caller_store(websocket, headers if isinstance(headers, dict) else None)
 
