@@ -33,17 +33,6 @@ class Command(click.Group):
 @click.version_option(package_name="clustore-lite")
 def main():
     """clustore-lite: Clustore's team data and chunked Arrow dataframes in one SQLite file."""
-    _bounded_memory_pool()
-
-
-def _bounded_memory_pool() -> None:
-    """Stream imports with jemalloc when pyarrow has it: it returns freed chunk buffers
-    to the OS. With pyarrow 26's default (mimalloc) the peak RSS of a CSV import grew
-    with the file (175 MB for 46 MB, 191 MB for 200 MB); with jemalloc 155 and 156 MB."""
-    try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-    except NotImplementedError:
-        pass
 
 
 @main.command("serve")
