@@ -128,15 +128,8 @@ def answer(schema: GraphQLSchema, store, operation, fragments: dict, variables: 
             gql_field = root.fields[selection.name.value]
             info = Info(fragments, variables, [selection], gql_field.type)
             select = Selection(info, Compiler(store.visibility), store.column_sql)
-            args = select.arguments(root, selection)
-            gql_type = get_named_type(gql_field.type)
-            table = TABLES[table_name]
-            if kind == "list":
-                sql = select.list_json(table, args, gql_type, [selection])
-            elif kind == "aggregate":
-                sql = select.aggregate_json(table, args, gql_type, [selection])
-            else:
-                sql = select.by_key_json(table, args, gql_type, [selection])
+            sql = select.root_json(TABLES[table_name], kind, select.arguments(root, selection),
+                                   get_named_type(gql_field.type), [selection])
             row = db.execute(f"SELECT {sql}", select.compiler.params).fetchone()
             value = row[0] if row and row[0] is not None else "null"
             parts.append(f"{json.dumps(key)}:{value}")

@@ -180,6 +180,14 @@ class Selection:
                 parts.append(f"'{_key(key)}', json_object({', '.join(counts)})")
         return f"json_object({', '.join(parts)})"
 
+    def root_json(self, table: Table, kind: str, args: dict, gql_type, nodes) -> str:
+        """SQL for a root field: kind is list, aggregate or pk (one row by its key)."""
+        if kind == "list":
+            return self.list_json(table, args, gql_type, nodes)
+        if kind == "aggregate":
+            return self.aggregate_json(table, args, gql_type, nodes)
+        return self.by_key_json(table, args, gql_type, nodes)
+
     def by_key_json(self, table: Table, keys: dict, gql_type, nodes) -> str:
         inner = self.compiler.alias()
         conditions = [f"{inner}.{q(k)} = {self.compiler.bind(v)}" for k, v in keys.items()]

@@ -21,6 +21,7 @@ from . import mutations
 from .errors import ClustoreError
 from .gql_select import Selection, run
 from .query import Compiler
+from .resolving import graphql_error, in_thread
 from .tables import TABLES
 
 PLURALS = {"user": "users", "organization": "organizations", "team": "teams",
@@ -38,10 +39,6 @@ def schema_text() -> str:
     return resources.files(__package__).joinpath("schema.graphql").read_text()
 
 
-def graphql_error(error: ClustoreError) -> GraphQLError:
-    return GraphQLError(str(error), extensions={"code": error.code}, original_error=error)
-
-
 def selection(info) -> Selection:
     store = info.context["store"]
     return Selection(info, Compiler(store.visibility), getattr(store, "column_sql", None))
@@ -49,28 +46,15 @@ def selection(info) -> Selection:
 
 def answer_root_field(info, table_name: str, kind: str, args: dict) -> Any:
     """The JSON answer of one root query field: kind is list, aggregate or pk."""
-    table = TABLES[table_name]
     select = selection(info)
-    gql_type = get_named_type(info.return_type)
-    nodes = list(info.field_nodes)
-    if kind == "list":
-        sql = select.list_json(table, args, gql_type, nodes)
-    elif kind == "aggregate":
-        sql = select.aggregate_json(table, args, gql_type, nodes)
-    else:
-        sql = select.by_key_json(table, args, gql_type, nodes)
-    try:
-        return run(info.context["store"].db, sql, select.compiler.params)
-    except ClustoreError as error:
-        raise graphql_error(error) from None
+    sql = select.root_json(TABLES[table_name], kind, args, get_named_type(info.return_type),
+                           list(info.field_nodes))
+    return run(info.context["store"].db, sql, select.compiler.params)
 
 
 def _root_resolver(table_name: str, kind: str):
     async def resolve(_, info, **args):
-        try:
-            return await run_in_threadpool(answer_root_field, info, table_name, kind, args)
-        except ClustoreError as error:
-            raise graphql_error(error) from None
+        return await in_thread(answer_root_field, info, table_name, kind, args)
     return resolve
 
 

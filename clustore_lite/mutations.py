@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from graphql import get_named_type
-from starlette.concurrency import run_in_threadpool
 
 from . import arrow_codec as codec
-from .errors import ClustoreError, InvalidValue
+from .errors import InvalidValue, PermissionDenied
+from .resolving import in_thread
 from .tables import TABLES
 
 OWNS_ACCESS = ("organization", "team", "dataset", "task")
@@ -250,20 +250,12 @@ def bind(mutation, table: str) -> None:
 
 def _resolver(table: str, op: str):
     async def resolve(_, info, **args):
-        from .graphql import graphql_error
-
-        try:
-            return await run_in_threadpool(_run, info, table, op, args)
-        except ClustoreError as error:
-            raise graphql_error(error) from None
+        return await in_thread(_run, info, table, op, args)
     return resolve
 
 
 async def redeliver_event(_, info, id: str):
     """Send an event again; the store admin's (the event log shows every change)."""
-    from .errors import PermissionDenied
-    from .graphql import graphql_error
-
     def run():
         store = info.context["store"]
         if store.caller is not None:
@@ -271,23 +263,15 @@ async def redeliver_event(_, info, id: str):
         store.events.redeliver(id)
         return _returning(info, "event", [id], one=True)
 
-    try:
-        return await run_in_threadpool(run)
-    except ClustoreError as error:
-        raise graphql_error(error) from None
+    return await in_thread(run)
 
 
 async def regenerate_access_token(_, info, id: str, role: str):
     """A new token for `role` on this access (the caller must be admin of its resource)."""
-    from .graphql import graphql_error
-
     def run():
         store = info.context["store"]
         with store.transaction():
             store.accesses.regenerate_token(id, role)
             return _returning(info, "access", [id], one=True)
 
-    try:
-        return await run_in_threadpool(run)
-    except ClustoreError as error:
-        raise graphql_error(error) from None
+    return await in_thread(run)
