@@ -18,7 +18,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import clustore_lite  # noqa: E402
-from clustore_lite.events import Deliverer  # noqa: E402
+from clustore_lite.delivery import Deliverer  # noqa: E402
 from serving import free_port  # noqa: E402
 
 RECEIVER = """

@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 import _common as c
-from clustore_lite import arrow_codec
+from clustore_lite.arrow import codec as arrow_codec
 
 BUDGET_MB = 150  # on top of 2 chunks
 

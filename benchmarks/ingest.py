@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 import _common as c
 import clustore_lite
-from clustore_lite import arrow_codec
+from clustore_lite.arrow import codec as arrow_codec
 
 TARGET = 0.9  # of the IPC file write speed
 

@@ -21,7 +21,7 @@ import pyarrow.ipc as ipc
 
 import _common as c
 import clustore_lite
-from clustore_lite import arrow_codec
+from clustore_lite.arrow import codec as arrow_codec
 
 TARGET = 0.9  # of the IPC file read speed
 

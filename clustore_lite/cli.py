@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -12,10 +13,13 @@ import click
 import pyarrow as pa
 from tqdm import tqdm
 
-from . import arrow_codec as codec
-from . import eventlog, files, maintenance
+from . import demo as demo_data
+from .arrow import codec, files
+from .catalog import DATA_MODEL
+from .db import maintenance
 from .errors import ClustoreError, NotFound
-from .store import COLLECTIONS, Store
+from .model import eventlog
+from .store import Store
 
 
 class Command(click.Group):
@@ -54,7 +58,7 @@ def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, no_delive
     """Serve DB (created if missing) as Clustore's GraphQL API on http://HOST:PORT."""
     import uvicorn
 
-    from .server import create_app
+    from .server.app import create_app
 
     loopback = host == "localhost" or _is_loopback(host)
     if not admin_secret and not loopback:
@@ -62,8 +66,6 @@ def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, no_delive
                                "store admin: set --admin-secret or CLUSTORE_ADMIN_SECRET")
 
     if demo:
-        from . import demo as demo_data
-
         with Store(db) as store:
             demo_data.fill(store)
     app = create_app(db, admin_secret=admin_secret, jwt_secret=jwt_secret,
@@ -74,8 +76,6 @@ def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, no_delive
 
 
 def _is_loopback(host: str) -> bool:
-    import ipaddress
-
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -207,7 +207,7 @@ def describe(store: Store) -> dict:
         "bytes": os.path.getsize(store.path),
         "schema_version": db.execute("PRAGMA user_version").fetchone()[0],
         "journal_mode": db.execute("PRAGMA journal_mode").fetchone()[0],
-        "rows": {t: db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in COLLECTIONS},
+        "rows": {t: db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in DATA_MODEL},
         "datasets": datasets,
         "events": {row["status"]: row["n"] for row in db.query(
             "SELECT status, count(*) AS n FROM event GROUP BY status ORDER BY status")},
@@ -230,7 +230,7 @@ def describe(store: Store) -> dict:
 def deliver(db, once, max_retries, timeout, backoff, backoff_max, concurrency, verbose):
     """POST the store's pending events to their webhooks (Hasura's payload), retrying
     with backoff; runs until interrupted unless --once. Several may run at once."""
-    from . import events as ev  # httpx: loaded only by the commands that POST
+    from . import delivery as ev  # httpx: loaded only by the commands that POST
 
     def show(outcome: ev.Outcome):
         a = outcome.attempt
@@ -309,7 +309,7 @@ def push(db, url, batch_mb, full, quiet):
     what is gone. A push cut short is finished by the next one. Rows whose name is
     taken in PostgreSQL by another store are listed and kept back (exit code 3)."""
     try:
-        from . import postgres  # psycopg is only needed here
+        from .mirror import postgres  # psycopg is only needed here
     except ImportError as missing:
         raise ClustoreError(f"push needs {missing.name}: pip install 'clustore-lite[postgres]'")
 
@@ -343,7 +343,7 @@ def hasura_metadata(db, out_dir, webhook_env, database_url_env):
     """Write Hasura metadata (v3 directory) for the PostgreSQL mirror of the store DB:
     tables with Clustore's root fields, relationships, permissions, event triggers.
     Apply it with `hasura metadata apply` after a first `push`."""
-    from . import hasura
+    from .mirror import hasura
 
     with Store(db) as store:  # refuses a store newer than this clustore-lite
         version = store.db.execute("PRAGMA user_version").fetchone()[0]

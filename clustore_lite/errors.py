@@ -56,3 +56,8 @@ class TransactionError(ClustoreError):
     """A transaction was used in a way SQLite cannot honour (a write in a read snapshot)."""
 
     code = "unexpected"
+
+
+def a(word: str) -> str:
+    """'a team', 'an organization': for messages."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"

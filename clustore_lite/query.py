@@ -1,21 +1,25 @@
 """Hasura's `where` and `order_by` compiled to SQL, so filtering and sorting run in
 SQLite, not in Python. Shared by the Python API and the GraphQL layer.
 
-A `Scope` adds the access rules: for each table it names, the compiled SQL gets a
-visibility predicate, in relationships and nested filters too."""
+A `Compiler` made with a caller's visibility applies it in `Compiler.rows`, the one
+builder of "the rows of a table that the caller sees" (join + visibility + where +
+order + paging). Every path of a request goes through it: root lists, relationships,
+filters and ordering through relationships, aggregates, rows by key."""
 
 from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import dataclass
 from typing import Any, Callable
 
+from .catalog import BLOB, BOOL, JSON, TABLES, ArrayRel, ObjectRel, Table, q
 from .errors import InvalidValue
-from .tables import BLOB, BOOL, JSON, TABLES, ArrayRel, ObjectRel, Table
 
 # visibility(compiler, table, alias) -> SQL predicate on the rows of `table` named
 # `alias` (values bound with compiler.bind), or None for "no restriction"
 Visibility = Callable[["Compiler", Table, str], "str | None"]
+Via = tuple[ObjectRel | ArrayRel, str]  # a relationship, and the alias of its outer row
 
 COMPARISONS = {"_eq": "=", "_neq": "<>", "_gt": ">", "_gte": ">=", "_lt": "<", "_lte": "<="}
 ORDER = {
@@ -25,8 +29,21 @@ ORDER = {
 }
 
 
-def q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+@dataclass
+class Rows:
+    """Rows chosen by `Compiler.rows`; `select(expression)` makes the statement."""
+
+    alias: str
+    source: str  # what follows FROM: the table, or a join table and the table
+    condition: str
+    order: str | None = None  # ORDER BY terms, when the rows are ordered
+    paging: str = ""
+
+    def select(self, expression: str) -> str:
+        sql = f"SELECT {expression} FROM {self.source} WHERE {self.condition}"
+        if self.order is not None:
+            sql += f" ORDER BY {self.order}{self.paging}"
+        return sql
 
 
 class Compiler:
@@ -41,16 +58,46 @@ class Compiler:
     def alias(self) -> str:
         return f"t{next(self._aliases)}"
 
-    def visible(self, table: Table, alias: str) -> str | None:
-        if self.visibility is None:
-            return None
-        return self.visibility(self, table, alias)
-
     def bind(self, value: Any) -> str:
         """A named parameter holding `value`."""
         name = f"p{len(self.params)}"
         self.params[name] = value
         return f":{name}"
+
+    # -- the rows a caller sees ------------------------------------------------------
+
+    def rows(self, table: Table, *, where: dict | None = None, via: Via | None = None,
+             keys: dict | None = None, order_by: Any = None, ordered: bool = False,
+             limit: int | None = None, offset: int | None = None) -> Rows:
+        """The rows of `table` that the caller sees and that match `where`; with `via`,
+        only those related to the outer row; with `keys`, those with these column
+        values; `ordered` adds order_by (ending with the key) and paging."""
+        alias = self.alias()
+        source, conditions = f"{table.quoted} {alias}", []
+        if via is not None:
+            rel, outer = via
+            source = _source(rel, alias)
+            conditions.append(_join_condition(rel, outer, alias))
+        conditions += [f"{alias}.{q(k)} = {self.bind(v)}" for k, v in (keys or {}).items()]
+        if self.visibility is not None:
+            visible = self.visibility(self, table, alias)
+            if visible:
+                conditions.append(visible)
+        if where:
+            conditions.append(self.where(table, alias, where))
+        rows = Rows(alias, source, " AND ".join(conditions) or "1")
+        if ordered:
+            rows.order = self.order_by(table, alias, order_by)
+            rows.paging = self.paging(limit, offset)
+        return rows
+
+    def paging(self, limit: int | None, offset: int | None) -> str:
+        if limit is None and not offset:
+            return ""
+        for name, value in (("limit", limit), ("offset", offset)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise InvalidValue(f"{name} must be a non-negative integer, not {value!r}")
+        return f" LIMIT {self.bind(-1 if limit is None else limit)} OFFSET {self.bind(offset or 0)}"
 
     # -- where ---------------------------------------------------------------------
 
@@ -71,38 +118,12 @@ class Compiler:
         if key == "_not":
             return f"NOT ({self.where(table, alias, value)})"
         if key in table.objects or key in table.arrays:
-            return self._exists(table, alias, key, value)
+            rel = table.objects.get(key) or table.arrays[key]
+            related = self.rows(TABLES[rel.table], where=value, via=(rel, alias))
+            return f"EXISTS ({related.select('1')})"
         if key in table.columns and key not in table.hidden:
             return self._column(table, alias, key, value)
         raise InvalidValue(f"{table.name} has no field {key!r} to filter on")
-
-    def _exists(self, table: Table, alias: str, key: str, value: dict) -> str:
-        rel = table.objects.get(key) or table.arrays[key]
-        target = TABLES[rel.table]
-        inner = self.alias()
-        conditions = [self.join_condition(rel, alias, inner)]
-        visible = self.visible(target, inner)
-        if visible:
-            conditions.append(visible)
-        conditions.append(self.where(target, inner, value))
-        source = self.source(rel, inner)
-        return f"EXISTS (SELECT 1 FROM {source} WHERE {' AND '.join(conditions)})"
-
-    @staticmethod
-    def source(rel: ObjectRel | ArrayRel, inner: str) -> str:
-        target = TABLES[rel.table]
-        if isinstance(rel, ArrayRel) and rel.through:
-            join_table, _, to_col = rel.through
-            return (f"{q(join_table)} {inner}_j JOIN {target.quoted} {inner} "
-                    f"ON {inner}.id = {inner}_j.{q(to_col)}")
-        return f"{target.quoted} {inner}"
-
-    @staticmethod
-    def join_condition(rel: ObjectRel | ArrayRel, outer: str, inner: str) -> str:
-        if isinstance(rel, ArrayRel) and rel.through:
-            _, from_col, _ = rel.through
-            return f"{inner}_j.{q(from_col)} = {outer}.{q(rel.column)}"
-        return f"{inner}.{q(rel.remote)} = {outer}.{q(rel.column)}"
 
     def _column(self, table: Table, alias: str, column: str, ops: Any) -> str:
         if not isinstance(ops, dict) or not ops:
@@ -180,11 +201,10 @@ class Compiler:
                 raise InvalidValue(f"order_by on {key} takes one field of {key}")
             rel = table.objects[key]
             target = TABLES[rel.table]
-            inner = self.alias()
+            related = self.rows(target, via=(rel, alias))
             [(field, sub_direction)] = direction.items()
-            expression, order = self._order_term(target, inner, field, sub_direction)
-            return (f"(SELECT {expression} FROM {target.quoted} {inner} "
-                    f"WHERE {self.join_condition(rel, alias, inner)})", order)
+            expression, order = self._order_term(target, related.alias, field, sub_direction)
+            return f"({related.select(expression)})", order
         if key not in table.columns or key in table.hidden:
             raise InvalidValue(f"{table.name} has no field {key!r} to order by")
         if direction not in ORDER:
@@ -196,18 +216,36 @@ def _listed(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def _source(rel: ObjectRel | ArrayRel, inner: str) -> str:
+    target = TABLES[rel.table]
+    if isinstance(rel, ArrayRel) and rel.through:
+        join_table, _, to_col = rel.through
+        return (f"{q(join_table)} {inner}_j JOIN {target.quoted} {inner} "
+                f"ON {inner}.id = {inner}_j.{q(to_col)}")
+    return f"{target.quoted} {inner}"
+
+
+def _join_condition(rel: ObjectRel | ArrayRel, outer: str, inner: str) -> str:
+    if isinstance(rel, ArrayRel) and rel.through:
+        _, from_col, _ = rel.through
+        return f"{inner}_j.{q(from_col)} = {outer}.{q(rel.column)}"
+    return f"{inner}.{q(rel.remote)} = {outer}.{q(rel.column)}"
+
+
 def select_sql(table: Table, where: dict | None = None, order_by: Any = None,
                limit: int | None = None, offset: int | None = None,
                visibility: Visibility | None = None, columns=None):
-    """A complete SELECT over `table` and its parameters; `columns` is SQL text or
-    a callable (compiler, alias) -> SQL text."""
+    """A SELECT of the rows of `table` the caller sees, and its parameters; `columns`
+    is SQL text or a callable (compiler, alias) -> SQL text."""
     compiler = Compiler(visibility)
-    alias = compiler.alias()
+    rows = compiler.rows(table, where=where, order_by=order_by, ordered=True,
+                         limit=limit, offset=offset)
     if callable(columns):
-        columns = columns(compiler, alias)
-    conditions = [c for c in [compiler.visible(table, alias),
-                              compiler.where(table, alias, where)] if c]
-    sql = (f"SELECT {columns or alias + '.*'} FROM {table.quoted} {alias} "
-           f"WHERE {' AND '.join(conditions)} ORDER BY {compiler.order_by(table, alias, order_by)}")
-    sql += compiler.paging(limit, offset)
-    return sql, compiler.params
+        columns = columns(compiler, rows.alias)
+    return rows.select(columns or f"{rows.alias}.*"), compiler.params
+
+
+def count_sql(table: Table, where: dict | None = None, visibility: Visibility | None = None):
+    """A SELECT count(*) of the rows of `table` the caller sees, and its parameters."""
+    compiler = Compiler(visibility)
+    return compiler.rows(table, where=where).select("count(*)"), compiler.params

@@ -5,24 +5,22 @@ from __future__ import annotations
 import contextlib
 import os
 
-from . import maintenance
-from .access import Caller
-from .dataframes import Chunks, Dataframes
+from .access.roles import Caller
+from .access.rules import Rules
+from .catalog import TABLES, TOKEN_COLUMNS
+from .db import maintenance
+from .db.connection import Database
 from .errors import PermissionDenied
-from .permissions import Rules
-from .datasets import Datasets, Tasks, Trackings
-from .eventlog import EventDeliveries, Events
-from .model import Accesses, Memberships, Organizations, TeamMembers, Teams, Users
-from .storage import Database
+from .model.dataframes import Chunks, Dataframes
+from .model.entities import Accesses, Memberships, Organizations, TeamMembers, Teams, Users
+from .model.eventlog import EventDeliveries, Events
+from .model.work import Datasets, Tasks, Trackings
+from .values import check_id
 
-COLLECTIONS = {
-    "user": ("users", Users), "organization": ("organizations", Organizations),
-    "team": ("teams", Teams), "team_member": ("team_members", TeamMembers),
-    "access": ("accesses", Accesses), "membership": ("memberships", Memberships),
-    "dataframe": ("dataframes", Dataframes), "chunk": ("chunks", Chunks),
-    "dataset": ("datasets", Datasets), "task": ("tasks", Tasks),
-    "tracking": ("trackings", Trackings),
-}
+# The Python collection of each table of the catalog: `store.<plural>`.
+COLLECTIONS = {cls.table_name: cls for cls in (
+    Users, Accesses, Organizations, Teams, TeamMembers, Memberships, Dataframes, Chunks,
+    Datasets, Tasks, Trackings, Events, EventDeliveries)}
 
 
 class Store:
@@ -47,16 +45,17 @@ class Store:
     datasets: Datasets
     tasks: Tasks
     trackings: Trackings
-    events: Events  # the event log (not a data-model type: kept out of COLLECTIONS)
+    events: Events  # the event log, written by the store itself
     event_deliveries: EventDeliveries
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         self.db = Database(self.path)
-        for attribute, cls in COLLECTIONS.values():
-            setattr(self, attribute, cls(self))
-        self.events = Events(self)
-        self.event_deliveries = EventDeliveries(self)
+        self._collections()
+
+    def _collections(self) -> None:
+        for table, cls in COLLECTIONS.items():
+            setattr(self, TABLES[table].plural, cls(self))
 
     def authorize(self, action: str, table: str, row: dict, changes: dict | None = None) -> dict:
         """The store admin may do anything; views of a caller check (see permissions)."""
@@ -64,18 +63,17 @@ class Store:
 
     def as_user(self, user_id: str) -> "Store":
         """The store as an authenticated user sees and may change it."""
-        from .values import check_id
-
         self.users.get(check_id(user_id, "user id"))
         return CallerStore(self, Caller(user_id=check_id(user_id)))
 
     def with_token(self, token: str, user_id: str | None = None) -> "Store":
         """The store as the holder of a resource token (an access's admin, contributor
         or guest token) sees it, alone or on top of a user's own rights."""
+        cases = " ".join(f"WHEN {column} THEN '{role}'"
+                         for role, column in reversed(TOKEN_COLUMNS.items()))
         found = self.db.execute(
-            "SELECT id, CASE ? WHEN adminToken THEN 'admin' WHEN contributorToken THEN "
-            "'contributor' WHEN guestToken THEN 'guest' END FROM access "
-            "WHERE ? IN (adminToken, contributorToken, guestToken)", (token, token)).fetchone()
+            f"SELECT id, CASE :token {cases} END FROM access "
+            f"WHERE :token IN ({', '.join(TOKEN_COLUMNS.values())})", {"token": token}).fetchone()
         if found is None:
             raise PermissionDenied("this token is not (or no longer) a token of any access")
         return CallerStore(self, Caller(user_id=user_id, token_access=found[0], token_role=found[1]))
@@ -85,7 +83,7 @@ class Store:
         return CallerStore(self, Caller())
 
     def collection(self, table: str):
-        return getattr(self, COLLECTIONS[table][0])
+        return getattr(self, TABLES[table].plural)
 
     def transaction(self):
         """Group writes: `with store.transaction(): ...` commits them all or none."""
@@ -134,8 +132,7 @@ class CallerStore(Store):
         self.rules = Rules(caller, admin.db)
         self.visibility = caller.visibility
         self.column_sql = caller.column_sql
-        for attribute, cls in COLLECTIONS.values():
-            setattr(self, attribute, cls(self))
+        self._collections()
 
     def authorize(self, action: str, table: str, row: dict, changes: dict | None = None) -> dict:
         return self.rules.authorize(action, table, row, changes)

@@ -10,10 +10,9 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlparse
 
+from .catalog import BOOL, JSON, ROLES, Table, camel
 from .errors import InvalidValue
-from .tables import BOOL, JSON, Table
 
-ROLES = ("guest", "contributor", "admin")  # lowest first: a role includes those before it
 MAX_NAME = 255
 MAX_TEXT = 4096
 
@@ -37,12 +36,6 @@ def new_id() -> str:
 
 def new_token() -> str:
     return secrets.token_urlsafe(32)
-
-
-def camel(name: str) -> str:
-    """owner_id -> ownerId; camelCase names pass unchanged."""
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def check_id(value: Any, what: str = "id") -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from clustore_lite.access import LEVELS
+from clustore_lite.catalog import LEVELS
 
 KINDS = ("organization", "team", "dataset", "task")
 ROLES = (None, "guest", "contributor", "admin")

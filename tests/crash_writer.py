@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 import clustore_lite
-from clustore_lite import storage
+from clustore_lite.db import connection as storage
 
 ORG = "crash"
 MAX_DATASETS = 6

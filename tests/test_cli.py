@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import clustore_lite
-from clustore_lite import files, migrations
+from clustore_lite.arrow import files
+from clustore_lite.db import migrations
 
 CLI = [sys.executable, "-m", "clustore_lite"]
 

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pytest
 
 import clustore_lite
-from clustore_lite import maintenance
+from clustore_lite.db import maintenance
 
 HERE = Path(__file__).parent
 SCALE = float(os.environ.get("CLUSTORE_CAMPAIGN_SCALE", "1"))

@@ -16,7 +16,7 @@ from receiver import Receiver, free_port
 
 import clustore_lite
 from clustore_lite.cli import main
-from clustore_lite.events import Deliverer
+from clustore_lite.delivery import Deliverer
 
 FAST = {"backoff": 0.0, "timeout": 5.0}
 

@@ -8,8 +8,9 @@ import pytest
 from receiver import Receiver
 
 import clustore_lite
-from clustore_lite import EventError, InvalidValue, NotFound, migrations
-from clustore_lite.events import Deliverer
+from clustore_lite import EventError, InvalidValue, NotFound
+from clustore_lite.db import migrations
+from clustore_lite.delivery import Deliverer
 
 KINDS = ["organization", "team", "access", "membership", "dataset", "task", "tracking"]
 EVENT_KEYS = {"id", "created_at", "trigger", "table", "event", "delivery_info"}

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 import clustore_lite
-from clustore_lite.pg_schema import ORDER
-from clustore_lite.tables import TABLES
+from clustore_lite.mirror.pg_schema import ORDER
+from clustore_lite.catalog import TABLES
 
 SPEC_ROOTS = {"user": "users", "organization": "organizations", "team": "teams",
               "access": "accesses", "dataset": "datasets", "task": "tasks",

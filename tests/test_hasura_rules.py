@@ -5,16 +5,16 @@ mirror, for users with each kind of role, to check it says what SPEC section 4 s
 import pytest
 
 import clustore_lite
-from clustore_lite import hasura
-from clustore_lite.pg_schema import ORDER
-from clustore_lite.tables import TABLES
+from clustore_lite.mirror import hasura
+from clustore_lite.mirror.pg_schema import ORDER
+from clustore_lite.catalog import TABLES
 
 from pg_server import cluster, unavailable, url  # noqa: F401 - fixtures
 
 try:
     import psycopg
 
-    from clustore_lite import postgres
+    from clustore_lite.mirror import postgres
 except ImportError as missing:
     unavailable(f"{missing} (pip install -e '.[test]')")
 

@@ -379,12 +379,21 @@ def test_ide_files_are_served_by_the_package(tmp_path):
     asyncio.run(_check_ide_files(tmp_path / "store.sqlite"))
 
 
+IDE_ASSETS = {  # the files the IDE page loads, and the type each must be served with
+    "graphiql.min.js": "text/javascript; charset=utf-8",
+    "graphiql.min.css": "text/css; charset=utf-8",
+    "react.production.min.js": "text/javascript; charset=utf-8",
+    "react-dom.production.min.js": "text/javascript; charset=utf-8",
+    "ide.js": "text/javascript; charset=utf-8",
+}
+
+
 async def _check_ide_files(path: Path):
     import re
 
     import httpx
 
-    from clustore_lite.server import IDE_ASSETS, Server
+    from clustore_lite.server.app import Server
 
     server = Server(str(path))
     try:

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pytest
 
 import clustore_lite
-from clustore_lite import InvalidValue, maintenance
+from clustore_lite import InvalidValue
+from clustore_lite.db import maintenance
 
 CLI = [sys.executable, "-m", "clustore_lite"]
 SCALE = float(os.environ.get("CLUSTORE_CAMPAIGN_SCALE", "1"))

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 import clustore_lite
-from clustore_lite.tables import TABLES
+from clustore_lite.catalog import TABLES
 
 from pg_server import cluster, unavailable, url  # noqa: F401 - fixtures
 
@@ -21,8 +21,8 @@ try:
     import psycopg
     from psycopg.rows import dict_row
 
-    from clustore_lite import postgres
-    from clustore_lite.pg_schema import ORDER, pg_type
+    from clustore_lite.mirror import postgres
+    from clustore_lite.mirror.pg_schema import ORDER, pg_type
 except ImportError as missing:
     unavailable(f"{missing} (pip install -e '.[test]')")
 
@@ -193,7 +193,7 @@ def test_push_killed_by_sigkill_resumes_without_loss_or_duplicates(store, url, t
     fill(store, mb=16)
     store.close()
     db = str(tmp_path / "edge.sqlite")
-    slowed = ("import time\nfrom clustore_lite import postgres\n"
+    slowed = ("import time\nfrom clustore_lite.mirror import postgres\n"
               "session = postgres.Pusher._session\n"
               "def slow(self):\n    session(self)\n    time.sleep(0.15)\n"
               "postgres.Pusher._session = slow\n"

@@ -6,7 +6,8 @@ import apsw
 import pytest
 from ariadne import graphql
 
-from clustore_lite.graphql import Changes, build_schema
+from clustore_lite.graphql.live import Changes
+from clustore_lite.graphql.schema import build_schema
 
 QUERY = """{ organizations {
   name owner { name email }
@@ -62,8 +63,9 @@ FAST_QUERIES = [
 def test_the_fast_path_answers_exactly_what_the_executor_answers(store, query):
     import json
 
-    from clustore_lite import demo, fastpath
-    from clustore_lite.limits import limits_rule
+    from clustore_lite import demo
+    from clustore_lite.graphql import fastpath
+    from clustore_lite.graphql.limits import limits_rule
 
     demo.fill(store)
     schema = build_schema()

@@ -11,7 +11,9 @@ import pytest
 import sqlite_utils
 
 import clustore_lite
-from clustore_lite import StoreVersionError, migrations, storage
+from clustore_lite import StoreVersionError
+from clustore_lite.db import migrations
+from clustore_lite.db import connection as storage
 
 ENTITY_TABLES = {"user", "organization", "team", "team_member", "access", "membership",
                  "dataframe", "chunk", "dataset", "task", "tracking"}

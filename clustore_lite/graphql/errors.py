@@ -1,0 +1,62 @@
+"""Errors on the GraphQL side: the store's errors as GraphQL errors with Hasura's
+codes, resolvers' store work in a thread (SQLite never blocks the event loop), and
+what the server logs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from graphql import GraphQLError
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import ClustoreError
+
+
+def graphql_error(error: ClustoreError) -> GraphQLError:
+    return GraphQLError(str(error), extensions={"code": error.code}, original_error=error)
+
+
+async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return await run_in_threadpool(function, *args)
+    except ClustoreError as error:
+        raise graphql_error(error) from None
+
+
+def error_code(error: GraphQLError) -> str:
+    """Hasura's code for an error: the store's own, validation-failed for anything
+    wrong with the request itself (parse, validation, variables: no path), else
+    unexpected."""
+    original = error.original_error
+    while isinstance(original, GraphQLError) and original.original_error is not None:
+        original = original.original_error
+    if isinstance(original, ClustoreError):
+        return original.code
+    if error.path is None:
+        return "validation-failed"
+    return "unexpected"
+
+
+def format_error(error: GraphQLError, debug: bool = False) -> dict:
+    """Every error carries a code (Hasura's where one fits); never a stack trace."""
+    formatted = error.formatted
+    extensions = dict(formatted.get("extensions") or {})
+    extensions.setdefault("code", error_code(error))
+    if extensions["code"] == "unexpected":
+        formatted["message"] = f"unexpected error: {error.message}"
+    formatted["extensions"] = extensions
+    return formatted
+
+
+class ExpectedErrors(logging.Filter):
+    """Log only unexpected errors: a bad request or a refused write is the caller's
+    business, answered in the response, not a server fault worth a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, GraphQLError) and error_code(error) != "unexpected")
+
+
+LOGGER = logging.getLogger("clustore_lite.graphql")
+LOGGER.addFilter(ExpectedErrors())

@@ -1,0 +1,1 @@
+"""Outgrowing one file: a PostgreSQL mirror (push) and Hasura metadata for it."""

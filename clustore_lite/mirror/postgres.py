@@ -1,0 +1,432 @@
+"""`clustore-lite push`: mirror a store into PostgreSQL (for Hasura) and keep it in sync.
+
+Design, in short (README "Outgrowing one file" has the user's side):
+- Origin: every store gets a UUID the first time it pushes, kept in a one-row table
+  `clustore_origin` of its SQLite file (outside the numbered migrations: only push reads
+  it). Paths and hosts change and the rows of a store all come and go, so nothing else
+  in the file identifies it for life.
+- Bookkeeping in PostgreSQL (schema `clustore_lite`): `pushed` has one row per (store,
+  table, key) with a digest of the row as last pushed. A row is mirrored while at least
+  one store claims it (user ids may be shared by stores), and deleted when none does.
+- Change detection: a push digests every local row (chunk bytes left out: chunks are
+  immutable) and sends rows whose digest differs from the recorded one. The digest
+  covers updatedAt and every column, so changes that keep updatedAt (ON DELETE SET NULL)
+  are caught too. Rows recorded but gone locally are deleted, children first.
+- Crash safety: data and bookkeeping of a batch commit in one PostgreSQL transaction,
+  so a push killed anywhere leaves whole batches; the next push sends the rest. The
+  SQLite side is read in one read transaction: the push mirrors one consistent snapshot.
+- Conflicts: unique names (organization name, user email, team and dataset names per
+  organization) are checked against PostgreSQL before writing. A colliding row is not
+  pushed and neither is what depends on it (its access, dataframes, children); the push
+  sends everything else and reports each conflict. Nothing is ever overwritten.
+- One push at a time per database (an advisory lock), so checks and writes of two
+  stores never interleave."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Iterator
+
+import psycopg
+from psycopg import errors as pgerrors
+
+from .. import values as v
+from ..catalog import ACCESS_OWNERS, BOOL, FRAME_OWNERS, TABLES, q
+from ..errors import ClustoreError
+from .pg_schema import (BOOKKEEPING, BOOKKEEPING_DDL, MIRROR_UPGRADES, MIRROR_VERSION,
+                        NATURAL_KEYS, ORDER, pg_type)
+
+BATCH_BYTES = 64 * 2**20  # chunk bytes per PostgreSQL transaction
+BATCH_ROWS = 5000  # rows per PostgreSQL transaction
+LOCK_KEY = 0x636C7573  # advisory lock: one push at a time per database
+ORIGIN_TABLE = "clustore_origin"
+HEAVY = {("chunk", "data")}  # fetched only for rows being sent
+# Rows an entity owns (created and deleted with it), as the SQLite triggers say.
+OWNED = {table: {"accessId": "access", **{column: "dataframe" for column in FRAME_OWNERS.get(table, ())}}
+         for table in ACCESS_OWNERS}
+PLANNED = [t for t in ORDER if t in NATURAL_KEYS or t in OWNED]  # checked before writing
+
+
+class PushError(ClustoreError):
+    code = "unexpected"
+
+
+@dataclass
+class Conflict:
+    """A local row whose unique name is taken in PostgreSQL by another row."""
+
+    table: str
+    id: str
+    label: str
+    taken: str
+    other_id: str
+    origins: list[str]
+
+    def __str__(self) -> str:
+        by = (f"pushed by store {', '.join(self.origins)}" if self.origins
+              else "not pushed by clustore-lite")
+        return (f"{self.table} {self.label!r} ({self.id}) was not pushed: {self.taken} is "
+                f"taken in PostgreSQL by {self.table} {self.other_id} ({by})")
+
+
+@dataclass
+class PushReport:
+    origin: str
+    sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    deleted: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    sent_bytes: int = 0
+    held_back: int = 0  # rows not sent because they depend on a conflicting row
+    conflicts: list[Conflict] = field(default_factory=list)
+    seconds: float = 0.0
+    last_pushed_from: str | None = None  # host:path, when this push comes from elsewhere
+
+    @property
+    def sent_rows(self) -> int:
+        return sum(self.sent.values())
+
+    @property
+    def deleted_rows(self) -> int:
+        return sum(self.deleted.values())
+
+    def summary(self) -> str:
+        mb = self.sent_bytes / 1e6
+        rate = f", {mb / self.seconds:.1f} MB/s" if self.seconds and mb >= 1 else ""
+        return (f"pushed store {self.origin}: {self.sent_rows} rows sent ({mb:.1f} MB of "
+                f"chunks), {self.deleted_rows} rows deleted, in {self.seconds:.2f} s{rate}")
+
+
+@dataclass
+class Row:
+    key: str
+    digest: bytes
+    values: list  # in the order of TABLES[table].columns
+
+    def __getitem__(self, index: int):
+        return self.values[index]
+
+
+def push(store, url: str, batch_bytes: int = BATCH_BYTES,
+         progress: Callable[[str, int], None] | None = None, full: bool = False) -> PushReport:
+    """Mirror `store` into the PostgreSQL database at `url`; answer what was done.
+    `full` compares every row again instead of trusting the digests recorded (repairs a
+    mirror whose rows were changed or deleted in PostgreSQL)."""
+    origin = store_origin(store)
+    try:
+        conn = psycopg.connect(url, autocommit=True)
+    except psycopg.Error as error:
+        raise PushError(f"cannot connect to PostgreSQL: {str(error).strip()}") from None
+    with conn:
+        return Pusher(store, conn, origin, batch_bytes, progress, full).run()
+
+
+def store_origin(store) -> str:
+    """The store's UUID as a source of pushes, made on first use."""
+    db = store.db
+    with store.transaction():
+        db.execute(f"CREATE TABLE IF NOT EXISTS {ORIGIN_TABLE} "
+                   "(id TEXT PRIMARY KEY, createdAt TEXT NOT NULL)")
+        row = db.execute(f"SELECT id FROM {ORIGIN_TABLE}").fetchone()
+        if row is None:
+            row = (v.new_id(),)
+            db.execute(f"INSERT INTO {ORIGIN_TABLE} VALUES (?, ?)", (row[0], v.now()))
+    return row[0]
+
+
+def _cast(table: str, column: str, alias: str = "s") -> str:
+    """SQL turning a staged SQLite value into the mirror column's type."""
+    kind, target = TABLES[table].columns[column], pg_type(table, column)
+    if kind == BOOL:
+        return f"({alias}.{q(column)} <> 0)"
+    if target in ("uuid", "timestamptz", "jsonb"):
+        return f"{alias}.{q(column)}::{target}"
+    return f"{alias}.{q(column)}"
+
+
+def _stage_type(table: str, column: str) -> str:
+    target = pg_type(table, column)
+    return {"bigint": "int8", "boolean": "int8", "bytea": "bytea"}.get(target, "text")
+
+
+class Pusher:
+    """One push: delete what is gone, check names, send what changed."""
+
+    def __init__(self, store, conn: psycopg.Connection, origin: str, batch_bytes: int,
+                 progress: Callable[[str, int], None] | None, full: bool = False):
+        self.store, self.db, self.conn = store, store.db, conn
+        self.origin, self.batch_bytes, self.full = origin, batch_bytes, full
+        self.progress = progress or (lambda table, nbytes: None)
+        self.report = PushReport(origin)
+        self.skipped: dict[str, set[str]] = defaultdict(set)  # rows held back, per table
+        self.fks = {t: self._foreign_keys(t) for t in ORDER}
+
+    def run(self) -> PushReport:
+        started = time.monotonic()
+        self._prepare()
+        with self.store.read_transaction():  # one snapshot of the store, start to end
+            self._delete_gone()
+            plans = self._plan()
+            for table in ORDER:
+                self._send(table, plans.get(table))
+        self.conn.execute(f'UPDATE {BOOKKEEPING}.store SET "lastPushEndedAt" = now() '
+                          'WHERE id = %s', (self.origin,))
+        self.report.seconds = time.monotonic() - started
+        return self.report
+
+    # -- PostgreSQL side -------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Take the push lock; create or upgrade the mirror; record this store."""
+        self.conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        with self.conn.transaction():
+            self.conn.execute(BOOKKEEPING_DDL)
+            version = self.conn.execute(
+                f"SELECT max(version) FROM {BOOKKEEPING}.mirror").fetchone()[0] or 0
+            if version > MIRROR_VERSION:
+                raise PushError(f"this PostgreSQL mirror has version {version}, but this "
+                                f"clustore-lite knows versions up to {MIRROR_VERSION}: "
+                                "upgrade clustore-lite to push into it")
+            for step in MIRROR_UPGRADES[version:]:
+                try:
+                    self.conn.execute(step)
+                except (pgerrors.DuplicateTable, pgerrors.DuplicateObject,
+                        pgerrors.DuplicateFunction) as error:
+                    raise PushError(
+                        f"PostgreSQL already has {error.diag.message_primary}, not made by "
+                        "clustore-lite: push into an empty database") from None
+            self.conn.execute(f"DELETE FROM {BOOKKEEPING}.mirror")
+            self.conn.execute(f"INSERT INTO {BOOKKEEPING}.mirror VALUES (%s)", (MIRROR_VERSION,))
+            here = (socket.gethostname(), os.path.abspath(self.store.path))
+            last = self.conn.execute(f"SELECT host, path FROM {BOOKKEEPING}.store WHERE id = %s",
+                                     (self.origin,)).fetchone()
+            if last is not None and tuple(last) != here:
+                self.report.last_pushed_from = f"{last[0]}:{last[1]}"
+            self.conn.execute(
+                f'INSERT INTO {BOOKKEEPING}.store (id, host, path, "lastPushStartedAt") '
+                "VALUES (%s, %s, %s, now()) ON CONFLICT (id) DO UPDATE SET host = "
+                'EXCLUDED.host, path = EXCLUDED.path, "lastPushStartedAt" = now()',
+                (self.origin, *here))
+
+    def _session(self) -> None:
+        """Tell Hasura's event triggers (x-hasura-role) where these changes come from."""
+        self.conn.execute("SELECT set_config('hasura.user', %s, true)", (json.dumps(
+            {"x-hasura-role": "clustore-push", "x-clustore-origin": self.origin}),))
+
+    def _pushed(self, table: str) -> dict[str, bytes]:
+        """key -> digest of the rows this store pushed to `table`."""
+        cursor = self.conn.execute(
+            f'SELECT key, digest FROM {BOOKKEEPING}.pushed WHERE origin = %s AND "table" = %s',
+            (self.origin, table))
+        return {key: bytes(digest) for key, digest in cursor}
+
+    # -- the local side --------------------------------------------------------------
+
+    def _foreign_keys(self, table: str) -> dict[int, str]:
+        """Column index -> parent table, for the single-column references of `table`."""
+        columns = list(TABLES[table].columns)
+        return {columns.index(row[3]): row[2] for row in
+                self.db.execute(f"PRAGMA foreign_key_list({q(table)})") if row[3] in columns}
+
+    def _local(self, table: str) -> Iterator[Row]:
+        """Every local row, digested, heavy columns left out (None)."""
+        spec = TABLES[table]
+        names = [("NULL" if (table, c) in HEAVY else q(c)) for c in spec.columns]
+        key_index = [list(spec.columns).index(c) for c in spec.key]
+        for values in self.db.execute(f"SELECT {', '.join(names)} FROM {spec.quoted}"):
+            values = list(values)
+            key = " ".join(str(values[i]) for i in key_index)
+            digest = hashlib.blake2b(repr(values).encode(), digest_size=16).digest()
+            yield Row(key, digest, values)
+
+    def _changed(self, table: str, pushed: dict[str, bytes]) -> Iterator[Row]:
+        return (row for row in self._local(table)
+                if self.full or pushed.get(row.key) != row.digest)
+
+    # -- the three steps -------------------------------------------------------------
+
+    def _delete_gone(self) -> None:
+        """Rows this store pushed that it no longer has: unclaim, and delete them from
+        PostgreSQL unless another store still claims them. Children first."""
+        for table in reversed(ORDER):
+            spec = TABLES[table]
+            local = {" ".join(map(str, row)) for row in self.db.execute(
+                f"SELECT {', '.join(map(q, spec.key))} FROM {spec.quoted}")}
+            gone = [key for key in self._pushed(table) if key not in local]
+            if not gone:
+                continue
+            parts = list(zip(*(key.split(" ") for key in gone)))
+            columns = ", ".join(f"x.{q(c)}" for c in spec.key)
+            arrays = ", ".join("%s::uuid[]" for _ in spec.key)
+            claimed = " || ' ' || ".join(f"x.{q(c)}::text" for c in spec.key)
+            with self.conn.transaction():
+                self._session()
+                self.conn.execute(f'DELETE FROM {BOOKKEEPING}.pushed WHERE origin = %s AND '
+                                  '"table" = %s AND key = ANY(%s)', (self.origin, table, gone))
+                self.conn.execute(
+                    f"DELETE FROM public.{spec.quoted} x WHERE ({columns}) IN "
+                    f"(SELECT * FROM unnest({arrays})) AND NOT EXISTS (SELECT 1 FROM "
+                    f'{BOOKKEEPING}.pushed p WHERE p."table" = %s AND p.key = {claimed})',
+                    [*map(list, parts), table])
+            self.report.deleted[table] += len(gone)
+
+    def _plan(self) -> dict[str, list[Row]]:
+        """The changed rows of the entity tables, less those whose names collide in
+        PostgreSQL and those depending on such rows (recorded in self.skipped)."""
+        plans = {}
+        for table in PLANNED:
+            pushed = self._pushed(table)
+            rows = list(self._changed(table, pushed))
+            conflicts = self._conflicts(table, rows)
+            columns = list(TABLES[table].columns)
+            kept = []
+            for row in rows:
+                conflict = conflicts.get(row.key)
+                if conflict is None and not self._depends_on_skipped(table, row):
+                    kept.append(row)
+                    continue
+                if conflict:
+                    self.report.conflicts.append(conflict)
+                else:
+                    self.report.held_back += 1
+                if row.key not in pushed:  # never mirrored: what it owns must wait too
+                    self.skipped[table].add(row.key)
+                    for column, owned_table in OWNED.get(table, {}).items():
+                        if row[columns.index(column)] is not None:
+                            self.skipped[owned_table].add(row[columns.index(column)])
+            plans[table] = kept
+        return plans
+
+    def _depends_on_skipped(self, table: str, row: Row) -> bool:
+        return any(row[i] is not None and row[i] in self.skipped[parent]
+                   for i, parent in self.fks[table].items())
+
+    def _conflicts(self, table: str, rows: list[Row]) -> dict[str, Conflict]:
+        """Rows whose natural key is taken in PostgreSQL by a row this push leaves alone."""
+        found: dict[str, Conflict] = {}
+        columns = list(TABLES[table].columns)
+        changing = [row.key for row in rows]
+        for natural in NATURAL_KEYS.get(table, []):
+            index = [columns.index(c) for c in natural]
+            candidates = [r for r in rows if all(r[i] is not None for i in index)]
+            if not candidates:
+                continue
+            names = ", ".join(f"k{i}" for i in range(len(natural)))
+            arrays = ", ".join("%s::text[]" for _ in natural)
+            match = " AND ".join(f"t.{q(c)} = s.k{i}::{pg_type(table, c)}"
+                                 for i, c in enumerate(natural))
+            cursor = self.conn.execute(
+                f"SELECT s.key, t.id::text, array_remove(array_agg(DISTINCT p.origin::text), "
+                f"NULL) FROM unnest(%s::text[], {arrays}) AS s(key, {names}) "
+                f"JOIN public.{q(table)} t ON {match} "
+                f'LEFT JOIN {BOOKKEEPING}.pushed p ON p."table" = %s AND p.key = t.id::text '
+                f"WHERE t.id::text <> ALL(%s::text[]) GROUP BY s.key, t.id",
+                [[r.key for r in candidates], *([r[i] for r in candidates] for i in index),
+                 table, changing])
+            by_key = {r.key: r for r in candidates}
+            for key, other, origins in cursor:
+                row = by_key[key]
+                taken = " and ".join(f"{c} {row[i]!r}" for c, i in zip(natural, index)
+                                     if c != "organizationId")
+                where = " in its organization" if "organizationId" in natural else ""
+                label = row[columns.index("name")]
+                found.setdefault(key, Conflict(table, key, label, taken + where, other,
+                                               sorted(origins)))
+        return found
+
+    def _send(self, table: str, planned: list[Row] | None) -> None:
+        """Upsert the changed rows of `table` in batches, each one transaction."""
+        rows = planned if planned is not None else self._changed(table, self._pushed(table))
+        heavy = [i for i, c in enumerate(TABLES[table].columns) if (table, c) in HEAVY]
+        batch: list[Row] = []
+        size = 0
+        for row in rows:
+            if row.key in self.skipped[table] or self._depends_on_skipped(table, row):
+                self.skipped[table].add(row.key)
+                self.report.held_back += 1
+                continue
+            for i in heavy:
+                row.values[i] = self.db.execute(
+                    f"SELECT {q(list(TABLES[table].columns)[i])} FROM {q(table)} WHERE id = ?",
+                    (row.key,)).fetchone()[0]
+                size += len(row.values[i])
+            batch.append(row)
+            if len(batch) >= BATCH_ROWS or size >= self.batch_bytes:
+                self._flush(table, batch, size)
+                batch, size = [], 0
+        if batch:
+            self._flush(table, batch, size)
+
+    def _flush(self, table: str, batch: list[Row], nbytes: int) -> None:
+        """One transaction: write the rows and record their digests."""
+        try:
+            with self.conn.transaction():
+                self._session()
+                if any((table, c) in HEAVY for c in TABLES[table].columns) and \
+                        not self._existing(table, batch):
+                    self._copy_new(table, batch)
+                else:
+                    self._upsert(table, batch)
+                self.conn.execute(
+                    f'INSERT INTO {BOOKKEEPING}.pushed (origin, "table", key, digest) '
+                    "SELECT %s, %s, * FROM unnest(%s::text[], %s::bytea[]) "
+                    'ON CONFLICT (origin, "table", key) DO UPDATE SET digest = EXCLUDED.digest',
+                    (self.origin, table, [r.key for r in batch], [r.digest for r in batch]))
+        except (psycopg.IntegrityError, psycopg.DataError) as error:
+            detail = error.diag.message_detail or ""
+            raise PushError(
+                f"PostgreSQL refused rows of {table}: {error.diag.message_primary}. {detail} "
+                "Nothing of this batch was written; resolve it in the store and push "
+                "again").with_traceback(None) from None
+        self.report.sent[table] += len(batch)
+        self.report.sent_bytes += nbytes
+        self.progress(table, nbytes)
+
+    def _existing(self, table: str, batch: list[Row]) -> bool:
+        return self.conn.execute(f"SELECT EXISTS (SELECT 1 FROM public.{q(table)} WHERE "
+                                 "id = ANY(%s::uuid[]))", ([r.key for r in batch],)).fetchone()[0]
+
+    def _copy_new(self, table: str, batch: list[Row]) -> None:
+        """Rows new to PostgreSQL (chunks, mostly): COPY straight into the table, the
+        bytes written once (measured 285 MB/s against 150 through a staging table)."""
+        columns = list(TABLES[table].columns)
+        types = [pg_type(table, c) for c in columns]
+        convert = {"uuid": uuid.UUID, "timestamptz": datetime.fromisoformat}
+        with self.conn.cursor().copy(f"COPY public.{q(table)} ({', '.join(map(q, columns))}) "
+                                     "FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            for row in batch:
+                copy.write_row([value if value is None or kind not in convert
+                                else convert[kind](value) for value, kind in zip(row.values, types)])
+
+    def _upsert(self, table: str, batch: list[Row]) -> None:
+        """Stage the rows with COPY, then insert or update them in the table."""
+        spec = TABLES[table]
+        columns = list(spec.columns)
+        staged = ", ".join(f"{q(c)} {_stage_type(table, c)}" for c in columns)
+        names = ", ".join(map(q, columns))
+        updated = [c for c in columns if c not in spec.key]
+        join = " AND ".join(f"e.{q(c)} = {_cast(table, c)}" for c in spec.key)
+        self.conn.execute(f"CREATE TEMP TABLE stage ({staged}) ON COMMIT DROP")
+        for column in columns:
+            if (table, column) in HEAVY:  # Arrow IPC bytes: no TOAST compression attempts
+                self.conn.execute(f"ALTER TABLE stage ALTER {q(column)} SET STORAGE EXTERNAL")
+        with self.conn.cursor().copy("COPY stage FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([_stage_type(table, c) for c in columns])
+            for row in batch:
+                copy.write_row(row.values)
+        # rows already there first, so a name freed by one row can be taken by a new one
+        self.conn.execute(
+            f"INSERT INTO public.{spec.quoted} AS x ({names}) "
+            f"SELECT {', '.join(_cast(table, c) for c in columns)} FROM stage s "
+            f"ORDER BY NOT EXISTS (SELECT 1 FROM public.{spec.quoted} e WHERE {join}) "
+            f"ON CONFLICT ({', '.join(map(q, spec.key))}) DO UPDATE SET "
+            + ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in updated)
+            + f" WHERE ({', '.join(f'x.{q(c)}' for c in updated)}) IS DISTINCT FROM "
+            f"({', '.join(f'EXCLUDED.{q(c)}' for c in updated)})")

@@ -1,0 +1,1 @@
+"""The Python API: one collection per table of the catalog (store.users, ...)."""

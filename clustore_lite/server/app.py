@@ -1,0 +1,198 @@
+"""The HTTP side: Starlette routes for GraphQL (HTTP and both WebSocket subprotocols),
+the IDE, ping, and dataframes as Arrow IPC streams; the delivery worker and the
+watcher that wakes subscriptions run beside them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+
+from ariadne.asgi import GraphQL
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+
+from ..access.http import Authenticator, AuthError
+from ..db.connection import connect
+from ..delivery import Deliverer
+from ..errors import ClustoreError
+from ..graphql import fastpath
+from ..graphql.errors import LOGGER, format_error
+from ..graphql.limits import limits_rule
+from ..graphql.live import Changes
+from ..graphql.schema import build_schema
+from ..store import Store
+from . import arrow
+from .errors import store_error_response, too_large
+from .ide import IdeAssets, ide_page
+from .websockets import LegacyWSHandler, TransportWSHandler
+
+POLL_SECONDS = 0.05
+MAX_BODY_BYTES = 256 << 20
+
+
+class Server:
+    """One store served: the Starlette app and what its handlers share."""
+
+    def __init__(self, path: str, max_body_bytes: int = MAX_BODY_BYTES,
+                 admin_secret: str | None = None, jwt_secret: str | None = None,
+                 deliver: bool = True, delivery_options: dict | None = None):
+        self.store = Store(path)
+        self.auth = Authenticator.from_environment(self.store, admin_secret, jwt_secret)
+        self.changes = Changes()
+        self.max_body_bytes = max_body_bytes
+        self.deliver = deliver
+        self.delivery_options = delivery_options or {}
+        self.schema = schema = build_schema()
+        self.documents = fastpath.Documents(schema, [limits_rule()])
+        common = dict(context_value=self.context, error_formatter=format_error, logger=LOGGER,
+                      validation_rules=[limits_rule()], query_parser=self.documents.parser,
+                      query_validator=self.documents.validator)
+        self.graphql_http = GraphQL(schema, **common, websocket_handler=TransportWSHandler(
+            on_connect=self.on_connect))
+        self.graphql_ws = GraphQL(schema, **common, websocket_handler=LegacyWSHandler(
+            on_connect=self.on_connect))
+        self.app = Starlette(
+            routes=[
+                Route("/ping", self.ping),
+                Route("/v1/graphql", self.graphql, methods=["GET", "POST"]),
+                Mount("/v1/graphql/static", IdeAssets()),
+                WebSocketRoute("/v1/graphql", self.websocket),
+                Route("/v1/dataframes/{id}.arrow", self.read_arrow),
+                Route("/v1/dataframes/{id}/chunks", self.append_arrow, methods=["POST"]),
+            ],
+            lifespan=self.lifespan,
+        )
+
+    def context(self, request, data=None) -> dict:
+        store = request.scope.get("clustore.store", self.store)
+        return {"store": store, "changes": self.changes, "request": request}
+
+    async def caller_store(self, connection, extra_headers: dict | None = None) -> Store:
+        """The caller's view of the store, from the request's headers; kept in the
+        ASGI scope for the GraphQL context."""
+        headers = {**dict(connection.headers), **{k.lower(): v for k, v in (extra_headers or {}).items()}}
+        store = await run_in_threadpool(self.auth.store_for, headers)
+        connection.scope["clustore.store"] = store
+        return store
+
+    async def on_connect(self, websocket, payload) -> None:
+        """WebSocket clients (Hasura's included) send headers in connection_init."""
+        if "clustore.store" in websocket.scope:
+            return  # already done by TransportWSHandler, which answers failures with 4403
+        headers = (payload or {}).get("headers") if isinstance(payload, dict) else None
+        await self.caller_store(websocket, headers if isinstance(headers, dict) else None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app):
+        deliverer, stop, thread = None, threading.Event(), None
+        if self.deliver:
+            deliverer = Deliverer(self.store.path, **self.delivery_options)
+            thread = threading.Thread(target=deliverer.run_forever, args=(stop,),
+                                      name="clustore-deliver", daemon=True)
+            thread.start()
+        watcher = asyncio.create_task(self._watch(deliverer))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            stop.set()
+            if deliverer is not None:
+                deliverer.wake()
+                await run_in_threadpool(thread.join, 10)
+                deliverer.close()
+            self.store.close()
+
+    async def _watch(self, deliverer=None) -> None:
+        """Bump `changes` whenever any connection, in any process, commits (and wake
+        the delivery worker: a commit may have queued events)."""
+        conn = connect(self.store.path)
+        try:
+            last = conn.execute("PRAGMA data_version").fetchone()[0]
+            while True:
+                await asyncio.sleep(POLL_SECONDS)
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != last:
+                    last = version
+                    self.changes.bump()
+                    if deliverer is not None:
+                        deliverer.wake()
+        finally:
+            conn.close()
+
+    async def ping(self, request: Request):
+        return PlainTextResponse("pong")
+
+    async def graphql(self, request: Request):
+        if request.method == "GET":
+            return ide_page()
+        body = await self._bounded_body(request)
+        if body is None:
+            return too_large(self.max_body_bytes)
+        request._body = body  # Starlette keeps it: Ariadne reads this copy
+        try:
+            store = await self.caller_store(request)
+        except AuthError as error:
+            return JSONResponse({"errors": [{"message": str(error), "extensions": {"code": error.code}}]},
+                                status_code=401)
+        fast = await self._fast_answer(store, body)
+        if fast is not None:
+            return Response(fast, media_type="application/json")
+        return await self.graphql_http.handle_request(request)
+
+    async def _fast_answer(self, store: Store, body: bytes) -> str | None:
+        """A plain query's answer spliced from SQLite's JSON (fastpath.py), or None
+        when Ariadne must answer (mutations, introspection, any error)."""
+        try:
+            planned = fastpath.plan(self.documents, json.loads(body))
+        except ValueError:
+            return None
+        if planned is None:
+            return None
+        try:
+            return await run_in_threadpool(fastpath.answer, self.schema, store, *planned)
+        except ClustoreError:
+            return None  # Ariadne runs it again and reports the error in GraphQL's shape
+
+    async def _bounded_body(self, request: Request) -> bytes | None:
+        """The body, or None as soon as it passes the limit (declared or streamed)."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return None
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > self.max_body_bytes:
+                return None
+        return bytes(body)
+
+    async def websocket(self, websocket):
+        offered = websocket.scope.get("subprotocols") or []
+        app = self.graphql_ws if "graphql-ws" in offered and "graphql-transport-ws" not in offered \
+            else self.graphql_http
+        await app.handle_websocket(websocket)
+
+    async def read_arrow(self, request: Request):
+        try:
+            store = await self.caller_store(request)
+        except AuthError as error:
+            return store_error_response(error)
+        return await arrow.read_response(store, request.path_params["id"])
+
+    async def append_arrow(self, request: Request):
+        body = await self._bounded_body(request)
+        if body is None:
+            return too_large(self.max_body_bytes)
+        try:
+            store = await self.caller_store(request)
+        except AuthError as error:
+            return store_error_response(error)
+        return await arrow.append_response(store, request.path_params["id"], body)
+
+
+def create_app(path: str, **options) -> Starlette:
+    return Server(path, **options).app

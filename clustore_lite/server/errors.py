@@ -1,0 +1,24 @@
+"""The JSON error answers of the server's plain HTTP routes (the Arrow endpoints, a
+body over the limit): `{"error": message, "code": Hasura's code}` and a status."""
+
+from __future__ import annotations
+
+from starlette.responses import JSONResponse
+
+from ..access.http import AuthError
+from ..errors import ClustoreError, NotFound, PermissionDenied
+
+STATUS = {NotFound: 404, PermissionDenied: 403, AuthError: 401}
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "code": code}, status_code=status)
+
+
+def store_error_response(error: ClustoreError) -> JSONResponse:
+    status = next((code for cls, code in STATUS.items() if isinstance(error, cls)), 400)
+    return error_response(status, error.code, str(error))
+
+
+def too_large(limit: int) -> JSONResponse:
+    return error_response(413, "validation-failed", f"request body larger than {limit} bytes")
