@@ -72,6 +72,6 @@ def test_the_fast_path_answers_exactly_what_the_executor_answers(store, query):
     data = {"query": query, "variables": {"n": "blobs"}}
     planned = fastpath.plan(fastpath.Documents(schema, [limits_rule()]), data)
     assert planned is not None
-    fast = json.loads(fastpath.answer(schema, store, *planned))
+    fast = json.loads(fastpath.answer(schema, store, *planned).body)
     ok, slow = asyncio.run(graphql(schema, data, context_value={"store": store, "changes": Changes()}))
     assert "errors" not in slow and fast == slow

@@ -5,7 +5,8 @@ the answer (select.py); graphql-core's executor would then walk that JSON again,
 field by field, to complete it. For plain queries the walk adds nothing, so the
 server splices SQLite's JSON text into the response instead (measured: most of the
 time of a 50-row list went to that walk). Anything else (mutations, subscriptions,
-introspection, errors) takes the ordinary path through Ariadne.
+introspection, documents or variables that do not validate) takes the ordinary path
+through Ariadne; an error of the store in a root field is answered here, in Ariadne's shape.
 
 Parsing and validating a document depend only on its text: both are cached."""
 
@@ -16,12 +17,15 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphql import (FieldNode, GraphQLError, GraphQLSchema, OperationDefinitionNode,
-                     OperationType, get_named_type, parse, specified_rules, validate)
+from graphql import (FieldNode, GraphQLError, GraphQLNonNull, GraphQLSchema,
+                     OperationDefinitionNode, OperationType, get_named_type, parse,
+                     specified_rules, validate)
 from graphql.execution.values import get_variable_values
 
 from ..catalog import TABLES
+from ..errors import ClustoreError
 from ..query import Compiler
+from .errors import LOGGER, format_error
 from .schema import root_fields
 from .select import Selection, json_text
 
@@ -113,19 +117,44 @@ def plan(documents: Documents, data: Any):
     return operation, fragments, coerced
 
 
-def answer(schema: GraphQLSchema, store, operation, fragments: dict, variables: dict) -> str:
-    """The response body, `{"data": {...}}`, built from SQLite's JSON text."""
+@dataclass
+class Answer:
+    body: str  # the response's JSON text
+    status: int  # as Ariadne answers: 400 when data is null (a non-null field failed)
+
+
+def answer(schema: GraphQLSchema, store, operation, fragments: dict, variables: dict) -> Answer:
+    """The response, `{"data": {...}}` built from SQLite's JSON text. A root field that
+    fails is answered the way graphql-core and Ariadne would (null, its error located
+    and formatted the same), so a failing query runs once, not again on the slow path."""
     root = schema.query_type
-    parts = []
+    parts, errors, data_is_null = [], [], False
     with store.read_transaction():
         for selection in operation.selection_set.selections:
             key = selection.alias.value if selection.alias else selection.name.value
-            table_name, kind = ROOTS[selection.name.value]
             gql_field = root.fields[selection.name.value]
-            info = Info(fragments, variables, [selection], gql_field.type)
-            select = Selection(info, Compiler(store.visibility), store.column_sql)
-            sql = select.root_json(TABLES[table_name], kind, select.arguments(root, selection),
-                                   get_named_type(gql_field.type), [selection])
-            value = json_text(store.db, sql, select.compiler.params)
+            try:
+                value = _root_field(store, root, gql_field, selection, fragments, variables)
+            except ClustoreError as error:
+                located = GraphQLError(str(error), [selection], path=[key], original_error=error,
+                                       extensions={"code": error.code})
+                LOGGER.error(located, exc_info=located)
+                errors.append(format_error(located))
+                data_is_null = data_is_null or isinstance(gql_field.type, GraphQLNonNull)
+                value = None
             parts.append(f"{json.dumps(key)}:{'null' if value is None else value}")
-    return '{"data":{' + ",".join(parts) + "}}"
+    data = "null" if data_is_null else "{" + ",".join(parts) + "}"
+    if not errors:
+        return Answer('{"data":' + data + "}", 200)
+    return Answer('{"data":' + data + ',"errors":' + json.dumps(errors) + "}",
+                  400 if data_is_null else 200)
+
+
+def _root_field(store, root, gql_field, selection, fragments, variables) -> str | None:
+    """One root field's JSON text, from one SQL statement."""
+    table_name, kind = ROOTS[selection.name.value]
+    info = Info(fragments, variables, [selection], gql_field.type)
+    select = Selection(info, Compiler(store.visibility), store.column_sql)
+    sql = select.root_json(TABLES[table_name], kind, select.arguments(root, selection),
+                           get_named_type(gql_field.type), [selection])
+    return json_text(store.db, sql, select.compiler.params)

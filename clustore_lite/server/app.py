@@ -19,7 +19,6 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from ..access.http import Authenticator, AuthError
 from ..db.connection import connect
 from ..delivery import Deliverer
-from ..errors import ClustoreError
 from ..graphql import fastpath
 from ..graphql.errors import LOGGER, format_error
 from ..graphql.limits import limits_rule
@@ -141,22 +140,19 @@ class Server:
                                 status_code=401)
         fast = await self._fast_answer(store, body)
         if fast is not None:
-            return Response(fast, media_type="application/json")
+            return Response(fast.body, fast.status, media_type="application/json")
         return await self.graphql_http.handle_request(request)
 
-    async def _fast_answer(self, store: Store, body: bytes) -> str | None:
+    async def _fast_answer(self, store: Store, body: bytes) -> fastpath.Answer | None:
         """A plain query's answer spliced from SQLite's JSON (fastpath.py), or None
-        when Ariadne must answer (mutations, introspection, any error)."""
+        when Ariadne must answer (mutations, introspection, invalid documents)."""
         try:
             planned = fastpath.plan(self.documents, json.loads(body))
         except ValueError:
             return None
         if planned is None:
             return None
-        try:
-            return await run_in_threadpool(fastpath.answer, self.schema, store, *planned)
-        except ClustoreError:
-            return None  # Ariadne runs it again and reports the error in GraphQL's shape
+        return await run_in_threadpool(fastpath.answer, self.schema, store, *planned)
 
     async def _bounded_body(self, request: Request) -> bytes | None:
         """The body, or None as soon as it passes the limit (declared or streamed)."""
