@@ -171,14 +171,6 @@ class Compiler:
             raise InvalidValue(f"expected a scalar value, not {value!r}")
         return self.bind(value)
 
-    def paging(self, limit: int | None, offset: int | None) -> str:
-        if limit is None and not offset:
-            return ""
-        for name, value in (("limit", limit), ("offset", offset)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise InvalidValue(f"{name} must be a non-negative integer, not {value!r}")
-        return f" LIMIT {self.bind(-1 if limit is None else limit)} OFFSET {self.bind(offset or 0)}"
-
     # -- order_by ------------------------------------------------------------------
 
     def order_by(self, table: Table, alias: str, order_by: Any) -> str:
