@@ -81,16 +81,18 @@ def test_sigkill_during_writes_loses_no_acknowledged_write(tmp_path, rng):
         thread = threading.Thread(target=writer, args=(f"http://127.0.0.1:{port}", frame, acknowledged,
                                                        stop, random.Random(seed)))
         thread.start()
-        deadline = time.monotonic() + 120
-        while acks() < before + k:
-            assert thread.is_alive(), "the client stopped: the server failed by itself"
-            assert time.monotonic() < deadline, f"{acks() - before} of {k} requests acknowledged"
-            time.sleep(0.001)
-        time.sleep(pause)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        stop.set()
-        thread.join()
+        try:
+            deadline = time.monotonic() + 120
+            while acks() < before + k:
+                assert thread.is_alive(), "the client stopped: the server failed by itself"
+                assert time.monotonic() < deadline, f"{acks() - before} of {k} requests acknowledged"
+                time.sleep(0.001)
+            time.sleep(pause)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            stop.set()
+            thread.join()
         acknowledged["kills"].append(kill)
         with clustore_lite.open(db) as store:
             assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
