@@ -1,4 +1,7 @@
+import os
+import random
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -6,6 +9,17 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import clustore_lite
+
+
+@pytest.fixture
+def rng(request) -> random.Random:
+    """The test's source of random choices: seeded with CLUSTORE_SEED if set, else with
+    a number derived from the test's id (the same on every run and machine). The seed
+    is printed, so a failing run shows how to repeat it."""
+    seed = os.environ.get("CLUSTORE_SEED")
+    seed = int(seed) if seed else zlib.crc32(request.node.nodeid.encode())
+    print(f"random seed {seed} (repeat with CLUSTORE_SEED={seed})")
+    return random.Random(seed)
 
 
 @pytest.fixture

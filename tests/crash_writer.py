@@ -4,8 +4,9 @@ Writes forever, one call at a time: creates datasets with multi-chunk data, appe
 (as tables or as Arrow IPC bytes), deletes datasets. Before each call it logs the
 intent, after the call returns it logs the acknowledgement, each line fsynced, so
 that after a SIGKILL the log says what must be in the file (acknowledged) and what
-may be (the one call in flight). Every row carries the number of the call that
-wrote it (`op`) and its index in that call (`i`), so a partial write is visible.
+may be (the one call in flight); the test also reads it to kill the writer after a
+number of acknowledgements (progress, not time). Every row carries the number of the
+call that wrote it (`op`) and its index in that call (`i`), so a partial write is visible.
 
 `shared` keeps a second connection open, so bulk writes stay in WAL; `alone` lets
 them switch to the rollback journal. Each acknowledgement records which it was."""

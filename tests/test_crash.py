@@ -1,8 +1,10 @@
 """Crash safety: a writer process is SIGKILLed at random points, many times, while it
-creates multi-chunk datasets, appends and deletes; after every kill the file passes
-SQLite's checks and the store's, every acknowledged write is there, and the one write
-in flight is wholly there or wholly absent. Both journals are covered: the rollback
-journal of a bulk write alone on the file, and WAL with a second connection open.
+creates multi-chunk datasets, appends and deletes; the points are drawn by progress (a
+seeded number of acknowledged writes), not by time, so that a slow machine covers the
+same ground. After every kill the file passes SQLite's checks and the store's, every
+acknowledged write is there, and the one write in flight is wholly there or wholly absent.
+Both journals are covered: the rollback journal of a bulk write alone on the file, and
+WAL with a second connection open.
 
 CLUSTORE_CAMPAIGN_SCALE=10 runs ten times as many kills (80 per journal)."""
 
@@ -107,17 +109,60 @@ def read_back(db: Path) -> dict:
     return actual
 
 
-def campaign(tmp_path: Path, mode: str, kills: int) -> Counter:
+KINDS = {"create", "append", "delete"}
+PROGRESS_DEADLINE = 300  # seconds for a writer to make its progress: ample on a slow machine
+
+
+def acknowledged_kinds(log: Path) -> list[str]:
+    """The kinds of the writes acknowledged in the log so far, in order (complete lines
+    only: the writer may be in the middle of one)."""
+    if not log.exists():
+        return []
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.endswith("}")]
+    kinds = {e["op"]: e["kind"] for e in entries if "kind" in e}
+    return [kinds[e["op"]] for e in entries if e.get("ack")]
+
+
+def wait_for_progress(writer: subprocess.Popen, progressed, what: str) -> None:
+    deadline = time.monotonic() + PROGRESS_DEADLINE
+    while not progressed():
+        if writer.poll() is not None:
+            raise AssertionError(f"the writer stopped before {what}:\n{writer.communicate()[1]}")
+        if time.monotonic() > deadline:
+            writer.kill()
+            raise AssertionError(f"the writer did not reach {what} in {PROGRESS_DEADLINE} s")
+        time.sleep(0.002)
+
+
+def campaign(tmp_path: Path, mode: str, kills: int, rng: random.Random) -> Counter:
+    """Each writer is killed after progress, not after a time: once it has acknowledged
+    k more writes (k drawn from `rng`, so a seed covers the same ground on any machine),
+    then at once or after a short random pause (to land at varied points inside the
+    next write). The last writer also runs until every kind of write has been
+    acknowledged at least once in the campaign."""
     db, log = tmp_path / "crash.sqlite", tmp_path / "writes.log"
-    model, rng, stats = Model(log), random.Random(f"crash-{mode}"), Counter()
-    for _ in range(kills):
+    model, stats = Model(log), Counter()
+    promised = 0  # acknowledgements the waits guarantee
+    for number in range(1, kills + 1):
+        seed, k = rng.randrange(2**32), rng.randint(1, 12)
+        pause = rng.uniform(0, 0.03) if rng.random() < 0.75 else 0.0  # about one write
+        last = number == kills
+        print(f"kill {number}: writer seed {seed}, after {k} acknowledgements"
+              f"{' and every kind' if last else ''}, then {pause:.3f} s")
+        before = len(acknowledged_kinds(log))
+        promised += k
         writer = subprocess.Popen(
-            [sys.executable, str(HERE / "crash_writer.py"), str(db), str(log),
-             str(rng.randrange(2**32)), mode],
+            [sys.executable, str(HERE / "crash_writer.py"), str(db), str(log), str(seed), mode],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         ready = writer.stdout.readline()
         assert ready == "ready\n", writer.communicate()[1]
-        time.sleep(rng.uniform(0, 1.0))
+
+        def progressed():
+            kinds = acknowledged_kinds(log)
+            return len(kinds) >= before + k and (not last or set(kinds) >= KINDS)
+
+        wait_for_progress(writer, progressed, f"{k} acknowledgements")
+        time.sleep(pause)
         os.kill(writer.pid, signal.SIGKILL)
         _, err = writer.communicate()
         assert writer.returncode == -signal.SIGKILL, f"the writer failed by itself:\n{err}"
@@ -127,19 +172,22 @@ def campaign(tmp_path: Path, mode: str, kills: int) -> Counter:
         model.catch_up(actual, stats)
         assert actual == model.datasets
     stats["acknowledged writes verified"] = model.acked
+    stats["acknowledgements waited for"] = promised
     return stats
 
 
 @pytest.mark.parametrize("mode", ["alone", "shared"])
-def test_sigkill_loses_no_acknowledged_write_and_shows_no_partial_one(tmp_path, mode):
+def test_sigkill_loses_no_acknowledged_write_and_shows_no_partial_one(tmp_path, mode, rng):
     started = time.monotonic()
-    stats = campaign(tmp_path, mode, KILLS)
+    stats = campaign(tmp_path, mode, KILLS, rng)
     print(f"\n{mode}: {dict(sorted(stats.items()))} in {time.monotonic() - started:.1f} s")
+    acked = {key.split(" ")[1] for key in stats if key.startswith("acked ")}
     bulk_journals = {key.rsplit(" ", 1)[1] for key in stats
                      if key.startswith(("acked create", "acked append"))}
-    # the campaign covered the journal it is about
+    # the campaign covered what it is about: every kind of write, in the journal of the mode
+    assert acked == KINDS
     assert bulk_journals == ({"delete"} if mode == "alone" else {"wal"})
-    assert stats["acknowledged writes verified"] >= KILLS
+    assert stats["acknowledged writes verified"] >= stats["acknowledgements waited for"] >= KILLS
 
 
 def test_bulk_writes_in_the_rollback_journal_sync_fully(db_path):

@@ -3,7 +3,6 @@ processes, at least once."""
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -149,14 +148,34 @@ def test_leases_are_renewed_while_a_receiver_hangs(store):
         stops = [threading.Event(), threading.Event()]
         workers = [Deliverer(store.path, lease=1.5, poll=0.1, timeout=30, concurrency=2)
                    for _ in stops]
+        claims = []  # (when it started, what it got) for every claim of the second worker
+        claim = workers[1].claim
+
+        def watched_claim(*args, **kwargs):
+            started = time.time()  # the clock of leaseUntil
+            got = claim(*args, **kwargs)
+            claims.append((started, got))
+            return got
+
+        workers[1].claim = watched_claim
         threads = [threading.Thread(target=w.run_forever, args=(stop,))
                    for w, stop in zip(workers, stops)]
         threads[0].start()
-        wait_for(lambda: hooks.in_flight, what="the first attempt")
-        threads[1].start()
         try:
-            time.sleep(3.5)  # more than two leases
+            wait_for(lambda: hooks.in_flight, what="the first attempt")
+            leased = store.event_deliveries.list(where={"leaseOwner": {"_is_null": False}})
+            assert {d.leaseOwner for d in leased} == {workers[0].owner}
+            lapsed = min(d.leaseUntil for d in leased) + workers[0].lease  # two leases, unrenewed
+            threads[1].start()
+            # no sleep: wait until the second worker has looked for work after the leases
+            # as first taken would have lapsed twice over
+            wait_for(lambda: any(started > lapsed for started, _ in claims), seconds=60,
+                     what="a claim by the second worker after two leases")
+            assert [got for _, got in claims if got] == []  # it never took over an attempt
             assert len(hooks.bodies()) == 1 and not hooks.overlaps
+            held = store.event_deliveries.list(where={"leaseOwner": {"_is_null": False}})
+            assert {d.id for d in held} == {d.id for d in leased}  # still the first's, renewed
+            assert all(d.leaseUntil > lapsed - workers[0].lease for d in held)
             for stop in stops:
                 stop.set()
             [queued] = store.event_deliveries.list(where={"event": {"resourceId": {"_eq": org.id}}})
@@ -165,29 +184,48 @@ def test_leases_are_renewed_while_a_receiver_hangs(store):
             assert store.event_deliveries.get(queued.id).tries == 0
         finally:
             hooks.gate.set()
+            for stop in stops:
+                stop.set()
             for thread, worker in zip(threads, workers):
                 worker.wake()
-                thread.join()
+                if thread.ident is not None:  # started
+                    thread.join()
                 worker.close()
     assert store.events.count(status="delivered") == 1  # the access event, sent once
     assert store.events.count(status="pending") == 1    # the organization's, given back
 
 
 def test_a_hanging_webhook_does_not_stall_writes(store):
+    """Writes complete while a delivery hangs: the receiver holds every request until
+    the gate opens, and the gate opens only after the writes are done."""
     with Receiver() as hooks:
         hooks.gate.clear()  # every request hangs until the gate opens
         org = store.organizations.create("lumen", webhook=hooks.url())
         stop = threading.Event()
-        worker = Deliverer(store.path, timeout=30)
+        worker = Deliverer(store.path, timeout=300)
         thread = threading.Thread(target=worker.run_forever, args=(stop,))
         thread.start()
+        writes_done, failures = threading.Event(), []
+
+        def write():
+            try:
+                store.trackings.create("click", organization_id=org.id)
+                store.organizations.update(org.id, name="renamed")
+            except Exception as error:  # noqa: BLE001 - reported below
+                failures.append(error)
+            writes_done.set()
+
         try:
             wait_for(lambda: hooks.in_flight, what="a delivery in flight")
-            started = time.perf_counter()
-            store.trackings.create("click", organization_id=org.id)
-            store.organizations.update(org.id, name="renamed")
-            elapsed = time.perf_counter() - started
-            assert elapsed < 1.0, f"writes took {elapsed:.2f}s while a delivery hung"
+            writer = threading.Thread(target=write)
+            writer.start()
+            assert writes_done.wait(120), "the writes waited for the hanging delivery"
+            writer.join()
+            assert failures == []
+            # the delivery was still hanging all along: unanswered, its attempt leased
+            assert hooks.in_flight and not hooks.gate.is_set()
+            assert store.event_deliveries.count(where={"leaseOwner": {"_is_null": False}}) >= 1
+            assert store.organizations.get(org.id).name == "renamed"
         finally:
             hooks.gate.set()
             stop.set()
@@ -221,7 +259,7 @@ def test_a_slow_webhook_does_not_hold_up_the_others(store):
     assert len(slow.bodies()) == 2 and not slow.overlaps
 
 
-def test_a_worker_killed_mid_delivery_loses_nothing(tmp_path):
+def test_a_worker_killed_mid_delivery_loses_nothing(tmp_path, rng):
     """SIGKILL the `deliver` process several times while it is posting; after a
     restart, every event has arrived at least once, duplicates with the same id."""
     db = tmp_path / "s.sqlite"
@@ -234,10 +272,11 @@ def test_a_worker_killed_mid_delivery_loses_nothing(tmp_path):
                    "--timeout", "5", "--max-retries", "20", "--concurrency", "4"]
         orphans = 0
         for _ in range(4):
-            before = len(hooks.bodies())
+            before, more = len(hooks.bodies()), rng.randint(10, 40)
+            print(f"kill after {more} more deliveries")
             process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
-                wait_for(lambda: len(hooks.bodies()) >= before + random.randint(10, 40),
+                wait_for(lambda: len(hooks.bodies()) >= before + more, seconds=120,
                          what="deliveries by the new process")
             finally:
                 process.send_signal(signal.SIGKILL)

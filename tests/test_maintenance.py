@@ -43,7 +43,7 @@ def filled(db_path):
 
 
 WRITER = """
-    import sys, clustore_lite
+    import sys, time, clustore_lite
     store = clustore_lite.open(sys.argv[1])
     org = store.organizations.list(name="lumen")[0]
     frame = store.datasets.list(name="log")[0]
@@ -54,7 +54,7 @@ WRITER = """
         if n % 5000 == 0:
             store.datasets.create(org["id"], f"d{n}", {"n": list(range(2000))}, chunk_rows=64)
         n += 500
-        print(n, flush=True)
+        print(n, time.monotonic(), flush=True)  # after the commit, on the system's clock
 """
 
 
@@ -72,19 +72,26 @@ def test_backup_under_write_load_opens_and_checks_clean(db_path, tmp_path):
     def listen():
         for line in writer.stdout:
             if line.strip() != "ready":
-                acked.append((time.monotonic(), int(line)))
+                n, when = line.split()
+                acked.append((float(when), int(n)))
+
+    def wait_for(condition, what):
+        deadline = time.monotonic() + 120
+        while not condition():
+            assert writer.poll() is None and time.monotonic() < deadline, f"no {what}"
+            time.sleep(0.01)
 
     listener = threading.Thread(target=listen)
     listener.start()
     try:
-        while len(acked) < 3:
-            time.sleep(0.01)
+        wait_for(lambda: len(acked) >= 3, "first appends")
         started = time.monotonic()
         before = acked[-1][1]
         result = maintenance.backup(db_path, tmp_path / "copy.sqlite", pages_per_step=4,
                                     pause=0.002)
         finished = time.monotonic()
-        time.sleep(0.2)
+        # every append acknowledged before the end of the backup has been heard of
+        wait_for(lambda: acked[-1][0] > finished, "append after the backup")
     finally:
         writer.kill()
         writer.wait()

@@ -26,7 +26,9 @@ def workdir(tmp_path, monkeypatch):
 
 
 def library_blocks() -> list[str]:
-    return [code for code in blocks("python") if not code.startswith("# needs: server")]
+    found = [code for code in blocks("python") if not code.startswith("# needs: server")]
+    assert found, "no Python example found in the README"
+    return found
 
 
 def test_python_examples_run(workdir):
@@ -64,7 +66,9 @@ def test_server_python_examples_run(demo_server):
 def test_console_examples_print_what_the_readme_shows(workdir):
     for code in library_blocks():
         exec(compile(code, str(README), "exec"), {})
-    run_console([b for b in blocks("console") if "$PG_URL" not in b])
+    console_blocks = [b for b in blocks("console") if "$PG_URL" not in b]
+    assert console_blocks
+    run_console(console_blocks)
 
 
 def test_postgres_console_examples_run_against_a_real_postgresql(workdir, url, monkeypatch):
@@ -78,7 +82,9 @@ def test_postgres_console_examples_run_against_a_real_postgresql(workdir, url, m
 
 def run_console(console_blocks: list[str]) -> None:
     for block in console_blocks:
-        for command, expected in commands(block):
+        block_commands = list(commands(block))
+        assert block_commands, f"a console block without a command: {block!r}"
+        for command, expected in block_commands:
             result = subprocess.run(command, shell=True, capture_output=True, text=True)
             assert result.returncode == 0, (command, result.stderr)
             output = result.stdout.splitlines()
