@@ -263,8 +263,8 @@ def _check_frame(conn, report: CheckReport, id, rows, size, dim, columns, schema
         if schema is None:
             report.problem(f"{here}: its dataframe has no schema, yet it holds chunks")
         elif not table.schema.remove_metadata().equals(schema.remove_metadata()):
-            report.problem(f"{here}: its Arrow schema ({_describe(table.schema)}) is not its "
-                           f"dataframe's ({_describe(schema)})")
+            report.problem(f"{here}: its Arrow schema ({codec.describe(table.schema)}) is not its "
+                           f"dataframe's ({codec.describe(schema)})")
         if table.num_rows != chunk_rows:
             report.problem(f"{here}: rows is {chunk_rows} but its data holds {table.num_rows}")
     if total_rows != rows:
@@ -272,7 +272,3 @@ def _check_frame(conn, report: CheckReport, id, rows, size, dim, columns, schema
     if total_size != size:
         report.problem(f"{where}: size is {size} but its {count} chunks hold {total_size} bytes")
     return count, total_rows
-
-
-def _describe(schema) -> str:
-    return ", ".join(f"{f.name}: {f.type}" for f in schema)
