@@ -123,7 +123,7 @@ def answer(schema: GraphQLSchema, store, operation, fragments: dict, variables: 
             table_name, kind = ROOTS[selection.name.value]
             gql_field = root.fields[selection.name.value]
             info = Info(fragments, variables, [selection], gql_field.type)
-            select = Selection(info, Compiler(store.visibility), store.column_sql)
+            select = Selection(info, Compiler(store.visibility, store.column_sql))
             sql = select.root_json(TABLES[table_name], kind, select.arguments(root, selection),
                                    get_named_type(gql_field.type), [selection])
             value = json_text(store.db, sql, select.compiler.params)
