@@ -380,6 +380,14 @@ def graphql_fields(store, target: Target, rng: random.Random, n: int) -> list[st
             f"a{n}: {plural}_aggregate(where: {literal(other)}) {{ aggregate {{ count{counted} }} }}"]
 
 
+def subscription_document(store, rng: random.Random) -> str:
+    """One generated nested selection (of a masked column, one hop away or less) as a
+    subscription."""
+    masked = [t for t in targets() if t.column in MASKED_COLUMNS.get(t.leaf, {}) and len(t.path) <= 1]
+    _, selection, _ = graphql_fields(store, rng.choice(masked), rng, 0)
+    return "subscription { " + selection + " }"
+
+
 def graphql_documents(store, rng: random.Random, sample: int, per_document: int = 16) -> list[str]:
     """Queries for `sample` targets drawn at random (the masked columns always among
     them), `per_document` targets to a document (3 root fields each; the server
