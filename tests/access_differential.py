@@ -374,7 +374,9 @@ def graphql_fields(store, target: Target, rng: random.Random, n: int) -> list[st
     order = ""
     if target.orderable:
         order = f"(order_by: {literal([target.nest({target.column: rng.choice(DIRECTIONS)})], enum=True)})"
-    counted = "" if target.path else f" n: count(columns: [{target.column}], distinct: true)"
+    counted = "" if target.path else (
+        f" n: count(columns: [{target.column}], distinct: true)"
+        f" m: count(columns: [{target.column}, {', '.join(TABLES[target.root].key)}])")
     return [f"w{n}: {plural}(where: {literal(condition_in)}) {{ {_keys(target.root)} }}",
             f"s{n}: {plural}{order} {{ {_keys(target.root)} {_nested(target.root, target.path, target.column)} }}",
             f"a{n}: {plural}_aggregate(where: {literal(other)}) {{ aggregate {{ count{counted} }} }}"]

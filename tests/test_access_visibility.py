@@ -231,3 +231,18 @@ def test_personal_data_over_graphql(world, server):
     assert as_olga["users"] == [{"name": "olga", "email": "olga@lab.example"}]
     assert {m["webhook"] for m in as_olga["memberships"]} == {"http://127.0.0.1:9/gus",
                                                               "http://127.0.0.1:9/carl"}
+
+
+def test_counting_several_columns_counts_rows_where_the_caller_reads_them_all(world, server):
+    """count(columns: [a, b]) counts the rows whose listed columns are all non-null as
+    the caller reads them (it used to answer 500: SQLite's count takes one argument)."""
+    query = """{ accesses_aggregate { aggregate { rows: count
+        both: count(columns: [id, adminToken]) distinct: count(columns: [public, guestToken], distinct: true) } }
+      team_members_aggregate { aggregate { count(distinct: true) } } }"""
+    anonymous = gql(server, query)["accesses_aggregate"]["aggregate"]
+    assert anonymous["rows"] >= 3 and anonymous["both"] == 0 and anonymous["distinct"] == anonymous["rows"]
+    admin = gql(server, query, headers={"X-Hasura-Admin-Secret": ADMIN})
+    counts = admin["accesses_aggregate"]["aggregate"]
+    assert counts["both"] == counts["rows"] > anonymous["rows"]
+    assert counts["distinct"] == 3  # only public accesses have both a public role and a token
+    assert admin["team_members_aggregate"]["aggregate"]["count"] == 0

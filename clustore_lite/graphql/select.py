@@ -152,17 +152,23 @@ class Selection:
                         continue
                     count_args = self.arguments(fields_type, count_nodes[0])
                     inner, rows, _ = self._rows(table, args, correlation)
-                    counted = "*"
-                    if count_args.get("columns"):
-                        columns = ", ".join(self.compiler.column(table, inner, c)
-                                            for c in count_args["columns"])
-                        distinct = "DISTINCT " if count_args.get("distinct") else ""
-                        counted = f"{distinct}{columns}"
-                    elif count_args.get("distinct"):
-                        counted = f"DISTINCT {self.compiler.column(table, inner, 'id')}"
+                    counted = self._counted(table, inner, count_args)
                     counts.append(f"'{_key(count_key)}', (SELECT count({counted}) FROM {rows})")
                 parts.append(f"'{_key(key)}', json_object({', '.join(counts)})")
         return f"json_object({', '.join(parts)})"
+
+    def _counted(self, table: Table, alias: str, args: dict) -> str:
+        """What `count(columns:, distinct:)` counts: rows, or the rows whose listed
+        columns are all non-NULL as the caller reads them (a masked one is NULL),
+        distinct on those values when asked."""
+        names = args.get("columns") or (list(table.key) if args.get("distinct") else [])
+        if not names:
+            return "*"
+        refs = [self.compiler.column(table, alias, name) for name in names]
+        value = refs[0] if len(refs) == 1 else (
+            f"(CASE WHEN {' AND '.join(f'{ref} IS NOT NULL' for ref in refs)} "
+            f"THEN json_array({', '.join(refs)}) END)")
+        return f"DISTINCT {value}" if args.get("distinct") else value
 
     def root_json(self, table: Table, kind: str, args: dict, gql_type, nodes) -> str:
         """SQL for a root field: kind is list, aggregate or pk (one row by its key)."""
