@@ -4,7 +4,11 @@ SQLite, not in Python. Shared by the Python API and the GraphQL layer.
 A `Compiler` made with a caller's visibility applies it in `Compiler.rows`, the one
 builder of "the rows of a table that the caller sees" (join + visibility + where +
 order + paging). Every path of a request goes through it: root lists, relationships,
-filters and ordering through relationships, aggregates, rows by key."""
+filters and ordering through relationships, aggregates, rows by key.
+
+Made with the caller's column masks, it reads every column through `Compiler.column`,
+for selecting, filtering, ordering and counting alike: a column masked on a row is
+NULL there, whatever the caller does with it."""
 
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from .errors import InvalidValue
 # visibility(compiler, table, alias) -> SQL predicate on the rows of `table` named
 # `alias` (values bound with compiler.bind), or None for "no restriction"
 Visibility = Callable[["Compiler", Table, str], "str | None"]
+# columns(compiler, table, alias, column) -> SQL for the column as the caller reads it
+Columns = Callable[["Compiler", Table, str, str], str]
 Via = tuple[ObjectRel | ArrayRel, str]  # a relationship, and the alias of its outer row
 
 COMPARISONS = {"_eq": "=", "_neq": "<>", "_gt": ">", "_gte": ">=", "_lt": "<", "_lte": "<="}
@@ -50,8 +56,9 @@ class Compiler:
     """Compiles for one statement; numbers its table aliases so nested EXISTS
     subqueries never clash."""
 
-    def __init__(self, visibility: Visibility | None = None):
+    def __init__(self, visibility: Visibility | None = None, columns: Columns | None = None):
         self.visibility = visibility
+        self.columns = columns
         self.params: dict[str, Any] = {}  # named, so SQL pieces can be built in any order
         self._aliases = itertools.count()
 
@@ -63,6 +70,14 @@ class Compiler:
         name = f"p{len(self.params)}"
         self.params[name] = value
         return f":{name}"
+
+    def column(self, table: Table, alias: str, column: str) -> str:
+        """SQL for `column` of row `alias` as the caller reads it (NULL where masked):
+        the one way this compiler reads a column, so a masked value cannot be filtered,
+        ordered or counted on either."""
+        if self.columns is None:
+            return f"{alias}.{q(column)}"
+        return self.columns(self, table, alias, column)
 
     # -- the rows a caller sees ------------------------------------------------------
 
@@ -78,7 +93,8 @@ class Compiler:
             rel, outer = via
             source = _source(rel, alias)
             conditions.append(_join_condition(rel, outer, alias))
-        conditions += [f"{alias}.{q(k)} = {self.bind(v)}" for k, v in (keys or {}).items()]
+        conditions += [f"{self.column(table, alias, k)} = {self.bind(v)}"
+                       for k, v in (keys or {}).items()]
         if self.visibility is not None:
             visible = self.visibility(self, table, alias)
             if visible:
@@ -131,7 +147,7 @@ class Compiler:
                 f"filter on {table.name}.{column} must be an object of operators such as "
                 f"{{_eq: ...}}, not {ops!r}")
         kind = table.columns[column]
-        ref = f"{alias}.{q(column)}"
+        ref = self.column(table, alias, column)
         parts = []
         for op, value in ops.items():
             if op == "_is_null":
@@ -182,7 +198,7 @@ class Compiler:
                 raise InvalidValue(f"order_by items must be objects, not {item!r}")
             for key, direction in item.items():
                 terms.append(" ".join(self._order_term(table, alias, key, direction)))
-        terms.extend(f"{alias}.{q(k)} ASC" for k in (*table.default_order, *table.key))
+        terms.extend(f"{self.column(table, alias, k)} ASC" for k in (*table.default_order, *table.key))
         return ", ".join(terms)
 
     def _order_term(self, table: Table, alias: str, key: str, direction: Any) -> tuple[str, str]:
@@ -201,7 +217,7 @@ class Compiler:
             raise InvalidValue(f"{table.name} has no field {key!r} to order by")
         if direction not in ORDER:
             raise InvalidValue(f"order direction must be one of {', '.join(ORDER)}, not {direction!r}")
-        return f"{alias}.{q(key)}", ORDER[direction]
+        return self.column(table, alias, key), ORDER[direction]
 
 
 def _listed(value: Any) -> list:
@@ -224,20 +240,18 @@ def _join_condition(rel: ObjectRel | ArrayRel, outer: str, inner: str) -> str:
     return f"{inner}.{q(rel.remote)} = {outer}.{q(rel.column)}"
 
 
-def select_sql(table: Table, where: dict | None = None, order_by: Any = None,
-               limit: int | None = None, offset: int | None = None,
-               visibility: Visibility | None = None, columns=None):
-    """A SELECT of the rows of `table` the caller sees, and its parameters; `columns`
-    is SQL text or a callable (compiler, alias) -> SQL text."""
-    compiler = Compiler(visibility)
+def select_sql(table: Table, compiler: Compiler, where: dict | None = None, order_by: Any = None,
+               limit: int | None = None, offset: int | None = None):
+    """A SELECT of the visible columns of the rows of `table` that the compiler's
+    caller sees, as it reads them, and its parameters."""
     rows = compiler.rows(table, where=where, order_by=order_by, ordered=True,
                          limit=limit, offset=offset)
-    if callable(columns):
-        columns = columns(compiler, rows.alias)
-    return rows.select(columns or f"{rows.alias}.*"), compiler.params
+    columns = ", ".join(f"{compiler.column(table, rows.alias, c)} AS {q(c)}"
+                        for c in table.visible_columns)
+    return rows.select(columns), compiler.params
 
 
-def count_sql(table: Table, where: dict | None = None, visibility: Visibility | None = None):
-    """A SELECT count(*) of the rows of `table` the caller sees, and its parameters."""
-    compiler = Compiler(visibility)
+def count_sql(table: Table, compiler: Compiler, where: dict | None = None):
+    """A SELECT count(*) of the rows of `table` the compiler's caller sees, and its
+    parameters."""
     return compiler.rows(table, where=where).select("count(*)"), compiler.params

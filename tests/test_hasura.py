@@ -120,7 +120,8 @@ def test_permissions_name_real_fields_for_both_roles(metadata):
     found = tables(metadata)
     for table, meta in found.items():
         roles = {p["role"] for p in meta["select_permissions"]}
-        assert roles == ({"user"} if table == "tracking" else {"user", "anonymous"}), table
+        # trackings are their user's; people are shown to signed-in users only (issue 12)
+        assert roles == ({"user"} if table in ("tracking", "user") else {"user", "anonymous"}), table
         for kind in ("select", "insert", "update", "delete"):
             for permission in meta.get(f"{kind}_permissions", []):
                 body = permission["permission"]
@@ -131,6 +132,9 @@ def test_permissions_name_real_fields_for_both_roles(metadata):
                 assert set(body.get("set", {})) <= set(TABLES[table].columns)
     access = found["access"]["select_permissions"]
     assert all("adminToken" not in p["permission"]["columns"] for p in access)
+    for table, column in (("access", "webhook"), ("membership", "webhook"), ("user", "email")):
+        assert all(column not in p["permission"]["columns"]  # masked: the admin secret's
+                   for p in found[table]["select_permissions"]), (table, column)
     text = (metadata / "databases/default/tables/public_organization.yaml").read_text()
     assert "X-Hasura-User-Id" in text
 

@@ -15,7 +15,26 @@ from ..catalog import (ACCESS_OWNERS, FRAME_OWNERS, LEVELS, OWNED, ROLES, TABLES
 from ..errors import PermissionDenied
 from ..query import Compiler
 
-TOKEN_LEVELS = {column: LEVELS[role] for role, column in TOKEN_COLUMNS.items()}
+
+@dataclass(frozen=True)
+class Readers:
+    """Who may read a masked column of a row: callers with at least `role` on the
+    resource the row belongs to, and the user the row's `own` column names."""
+
+    role: str | None = None
+    own: str | None = None
+
+
+# Columns a caller reads only on the rows where it is one of their readers; on other
+# rows they are NULL for it, for reading, filtering, ordering, counting and aggregating
+# alike. A token shows to the roles it grants; a webhook URL (often a secret in itself)
+# to the admins who may change it and to the member it calls; an email to its user.
+MASKED_COLUMNS: dict[str, dict[str, Readers]] = {
+    "access": {**{column: Readers(role) for role, column in TOKEN_COLUMNS.items()},
+               "webhook": Readers("admin")},
+    "membership": {"webhook": Readers("admin", own="userId")},
+    "user": {"email": Readers(own="id")},
+}
 
 
 def _level(expression: str) -> str:
@@ -95,7 +114,9 @@ class Caller:
             inner = c.alias()
             return (f"EXISTS (SELECT 1 FROM dataframe {inner} WHERE {inner}.id = {alias}.dataframeId "
                     f"AND {self.visibility(c, TABLES['dataframe'], inner)})")
-        if name == "user":
+        if name == "user":  # people are shown to people: not to anonymous or token callers
+            if not self.user_id:
+                return "0"
             related = [self._exists(c, t, f"{{t}}.ownerId = {alias}.id") for t in OWNED]
             inner = c.alias()
             related.append(f"EXISTS (SELECT 1 FROM team_member {inner} WHERE {inner}.userId = "
@@ -114,11 +135,30 @@ class Caller:
                 f"AND {self.role(c, table, inner)} >= 1)")
 
     def column_sql(self, c: Compiler, table: Table, alias: str, column: str) -> str:
-        """Tokens show only to roles that reach them (a guest sees guestToken only)."""
+        """The column as the caller reads it: a masked column is NULL on the rows where
+        the caller is none of its readers (see MASKED_COLUMNS)."""
         ref = f"{alias}.{q(column)}"
-        if table.name == "access" and column in TOKEN_LEVELS:
-            return f"(CASE WHEN {self.access_role(c, alias)} >= {TOKEN_LEVELS[column]} THEN {ref} END)"
-        return ref
+        readers = MASKED_COLUMNS.get(table.name, {}).get(column)
+        if readers is None:
+            return ref
+        allowed = []
+        if readers.own and self.user_id:
+            allowed.append(f"{alias}.{q(readers.own)} = {c.bind(self.user_id)}")
+        if readers.role:
+            allowed.append(f"{self._row_level(c, table.name, alias)} >= {LEVELS[readers.role]}")
+        return f"(CASE WHEN {' OR '.join(allowed) or '0'} THEN {ref} END)"
+
+    def _row_level(self, c: Compiler, table: str, alias: str) -> str:
+        """The caller's level on the resource that row `alias` of `table` belongs to."""
+        if table == "access":
+            return self.access_role(c, alias)
+        if table in ACCESS_OWNERS:
+            return self.role(c, table, alias)
+        if "accessId" in TABLES[table].columns:  # a membership: its access's resource
+            inner = c.alias()
+            return (f"coalesce((SELECT {self.access_role(c, inner)} FROM access {inner} "
+                    f"WHERE {inner}.id = {alias}.accessId), 0)")
+        raise ValueError(f"{table} rows belong to no resource")
 
     # -- writing --------------------------------------------------------------------
 

@@ -154,7 +154,7 @@ def _root_field(store, root, gql_field, selection, fragments, variables) -> str 
     """One root field's JSON text, from one SQL statement."""
     table_name, kind = ROOTS[selection.name.value]
     info = Info(fragments, variables, [selection], gql_field.type)
-    select = Selection(info, Compiler(store.visibility), store.column_sql)
+    select = Selection(info, Compiler(store.visibility, store.column_sql))
     sql = select.root_json(TABLES[table_name], kind, select.arguments(root, selection),
                            get_named_type(gql_field.type), [selection])
     return json_text(store.db, sql, select.compiler.params)

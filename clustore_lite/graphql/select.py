@@ -18,7 +18,7 @@ from graphql import (FieldNode, FragmentSpreadNode, GraphQLIncludeDirective,
 from graphql.execution.values import get_argument_values, get_directive_values
 
 from ..arrow.codec import rows_json
-from ..catalog import BOOL, JSON, TABLES, Table, q
+from ..catalog import BOOL, JSON, TABLES, Table
 from ..errors import InvalidValue
 from ..query import Compiler
 
@@ -28,10 +28,9 @@ Fields = dict[str, list[FieldNode]]  # response key -> the field nodes merged un
 class Selection:
     """Compiles the selections of one operation (fragments and variables of `info`)."""
 
-    def __init__(self, info, compiler: Compiler, column_sql=None):
+    def __init__(self, info, compiler: Compiler):
         self.info = info
-        self.compiler = compiler
-        self.column_hook = column_sql  # (compiler, table, alias, column) -> SQL, masks columns
+        self.compiler = compiler  # the caller's visibility and column masks
 
     # -- collecting fields ----------------------------------------------------------
 
@@ -105,8 +104,7 @@ class Selection:
     def column_json(self, table: Table, alias: str, column: str, nodes) -> str:
         if column not in table.columns:
             raise InvalidValue(f"{table.name} has no field {column!r}")
-        ref = (self.column_hook(self.compiler, table, alias, column) if self.column_hook
-               else f"{alias}.{q(column)}")
+        ref = self.compiler.column(table, alias, column)
         if (table.name, column) == ("chunk", "data"):
             return f"json(clustore_chunk_rows({ref}))"
         if table.columns[column] == BOOL:
@@ -154,16 +152,23 @@ class Selection:
                         continue
                     count_args = self.arguments(fields_type, count_nodes[0])
                     inner, rows, _ = self._rows(table, args, correlation)
-                    counted = "*"
-                    if count_args.get("columns"):
-                        columns = ", ".join(f"{inner}.{q(c)}" for c in count_args["columns"])
-                        distinct = "DISTINCT " if count_args.get("distinct") else ""
-                        counted = f"{distinct}{columns}"
-                    elif count_args.get("distinct"):
-                        counted = f"DISTINCT {inner}.id"
+                    counted = self._counted(table, inner, count_args)
                     counts.append(f"'{_key(count_key)}', (SELECT count({counted}) FROM {rows})")
                 parts.append(f"'{_key(key)}', json_object({', '.join(counts)})")
         return f"json_object({', '.join(parts)})"
+
+    def _counted(self, table: Table, alias: str, args: dict) -> str:
+        """What `count(columns:, distinct:)` counts: rows, or the rows whose listed
+        columns are all non-NULL as the caller reads them (a masked one is NULL),
+        distinct on those values when asked."""
+        names = args.get("columns") or (list(table.key) if args.get("distinct") else [])
+        if not names:
+            return "*"
+        refs = [self.compiler.column(table, alias, name) for name in names]
+        value = refs[0] if len(refs) == 1 else (
+            f"(CASE WHEN {' AND '.join(f'{ref} IS NOT NULL' for ref in refs)} "
+            f"THEN json_array({', '.join(refs)}) END)")
+        return f"DISTINCT {value}" if args.get("distinct") else value
 
     def root_json(self, table: Table, kind: str, args: dict, gql_type, nodes) -> str:
         """SQL for a root field: kind is list, aggregate or pk (one row by its key)."""
@@ -189,7 +194,7 @@ def _key(key: str) -> str:
 def selection(info) -> Selection:
     """A Selection for a resolver: the caller's visibility and column masks."""
     store = info.context["store"]
-    return Selection(info, Compiler(store.visibility), store.column_sql)
+    return Selection(info, Compiler(store.visibility, store.column_sql))
 
 
 def json_text(db, sql: str, params: dict) -> str | None:

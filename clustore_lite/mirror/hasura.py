@@ -12,7 +12,8 @@ import os
 
 import yaml
 
-from ..catalog import ACCESS_OWNERS, ROLES, TABLES, TOKEN_COLUMNS
+from ..access.roles import MASKED_COLUMNS
+from ..catalog import ACCESS_OWNERS, ROLES, TABLES
 from ..db.event_sql import EVENT_COLUMNS
 from .pg_schema import ORDER
 
@@ -32,7 +33,6 @@ EXTRA = {
                   "centroidsOf": ("task", {"id": "centroidsId"}, True),
                   "labelsOf": ("task", {"id": "labelsId"}, True)},
 }
-TOKENS = tuple(TOKEN_COLUMNS.values())
 LIMITS = """\
 Setting up: Hasura reads the mirror's URL from HASURA_GRAPHQL_DATABASE_URL and the event
 webhook (a relay that routes each event to the access and membership webhooks of SPEC 5)
@@ -48,7 +48,8 @@ Not encoded (Hasura permissions are per role and row, not per row and column):
 - resource tokens (X-Clusauth-Token holding an access token) are not a role here: map them
   in an auth webhook, or serve them from clustore-lite;
 - token columns of access are readable by the admin secret only (SPEC shows a guest its
-  guestToken, an admin all three);
+  guestToken, an admin all three); so are users' emails and webhook URLs (clustore-lite
+  shows an email to its user, a webhook to the admins of its access and to its member);
 - moving a dataset, task or team to another organization, or giving it to another owner
   (admin rights in clustore-lite), is left to the admin secret;
 - updatedAt is set to now() by update permissions (preset), not by a trigger;
@@ -122,18 +123,24 @@ def _invite(root: str | None = "membership") -> dict:
                     for i, r in enumerate(ROLES)]}
 
 
-def user_rule(anonymous: bool = False) -> dict:
+def user_rule() -> dict:
     """On a user row: oneself, or the owner of a resource or member of a team the
-    caller sees (as clustore-lite's access/roles.py says)."""
-    rules = [{"organizations": role_on("organization", "guest", anonymous)},
-             {"ownedDatasets": role_on("dataset", "guest", anonymous)},
-             {"ownedTasks": role_on("task", "guest", anonymous)},
-             {"team_members": {"team": role_on("team", "guest", anonymous)}}]
-    return {"_or": rules if anonymous else [{"id": {"_eq": ME}}, *rules]}
+    caller sees (as clustore-lite's access/roles.py says; anonymous callers see no one)."""
+    return {"_or": [{"id": {"_eq": ME}},
+                    {"organizations": role_on("organization", "guest")},
+                    {"ownedDatasets": role_on("dataset", "guest")},
+                    {"ownedTasks": role_on("task", "guest")},
+                    {"team_members": {"team": role_on("team", "guest")}}]}
 
 
 def _columns(table: str, *leave_out: str) -> list[str]:
     return [c for c in TABLES[table].columns if c not in leave_out]
+
+
+def _readable(table: str) -> list[str]:
+    """The columns the roles read: masked ones are left to the admin secret (Hasura's
+    column permissions are per role, clustore-lite's masks per row)."""
+    return _columns(table, *MASKED_COLUMNS.get(table, ()))
 
 
 NOW = {"updatedAt": "now"}  # PostgreSQL reads the text 'now' as the current time
@@ -144,32 +151,31 @@ def permissions(table: str) -> dict:
     """select/insert/update/delete permissions of `table` for the roles user and anonymous.
     Each rule is (filter or check, columns, extra keys)."""
     select = {
-        "user": (user_rule(), _columns("user"), None),
-        "organization": (role_on("organization", "guest"), _columns("organization"), None),
-        "team": (role_on("team", "guest"), _columns("team"), None),
-        "team_member": ({"team": role_on("team", "guest")}, _columns("team_member"), None),
-        "access": (access_rule("guest"), _columns("access", *TOKENS), None),
+        "user": (user_rule(), _readable("user"), None),
+        "organization": (role_on("organization", "guest"), _readable("organization"), None),
+        "team": (role_on("team", "guest"), _readable("team"), None),
+        "team_member": ({"team": role_on("team", "guest")}, _readable("team_member"), None),
+        "access": (access_rule("guest"), _readable("access"), None),
         "membership": ({"_or": [{"userId": {"_eq": ME}}, {"access": access_rule("guest")}]},
-                       _columns("membership"), None),
-        "dataframe": (frame_rule("guest"), _columns("dataframe"), None),
-        "chunk": ({"dataframe": frame_rule("guest")}, _columns("chunk"), None),
-        "dataset": (role_on("dataset", "guest"), _columns("dataset"), None),
-        "task": (role_on("task", "guest"), _columns("task"), None),
+                       _readable("membership"), None),
+        "dataframe": (frame_rule("guest"), _readable("dataframe"), None),
+        "chunk": ({"dataframe": frame_rule("guest")}, _readable("chunk"), None),
+        "dataset": (role_on("dataset", "guest"), _readable("dataset"), None),
+        "task": (role_on("task", "guest"), _readable("task"), None),
         "tracking": ({"_or": [{"userId": {"_eq": ME}},
                               {"organization": role_on("organization", "admin")}]},
-                     _columns("tracking"), None),
+                     _readable("tracking"), None),
     }[table]
     anonymous = {
-        "user": (user_rule(anonymous=True), _columns("user")),
-        "organization": (role_on("organization", "guest", True), _columns("organization")),
-        "team": (role_on("team", "guest", True), _columns("team")),
-        "team_member": ({"team": role_on("team", "guest", True)}, _columns("team_member")),
-        "access": (access_rule("guest", True), _columns("access", *TOKENS)),
-        "membership": ({"access": access_rule("guest", True)}, _columns("membership")),
-        "dataframe": (frame_rule("guest", True), _columns("dataframe")),
-        "chunk": ({"dataframe": frame_rule("guest", True)}, _columns("chunk")),
-        "dataset": (role_on("dataset", "guest", True), _columns("dataset")),
-        "task": (role_on("task", "guest", True), _columns("task")),
+        "organization": (role_on("organization", "guest", True), _readable("organization")),
+        "team": (role_on("team", "guest", True), _readable("team")),
+        "team_member": ({"team": role_on("team", "guest", True)}, _readable("team_member")),
+        "access": (access_rule("guest", True), _readable("access")),
+        "membership": ({"access": access_rule("guest", True)}, _readable("membership")),
+        "dataframe": (frame_rule("guest", True), _readable("dataframe")),
+        "chunk": ({"dataframe": frame_rule("guest", True)}, _readable("chunk")),
+        "dataset": (role_on("dataset", "guest", True), _readable("dataset")),
+        "task": (role_on("task", "guest", True), _readable("task")),
     }.get(table)
     stamps = ("createdAt", "updatedAt")
     insert = {

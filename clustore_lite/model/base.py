@@ -14,7 +14,7 @@ import apsw
 from .. import values as v
 from ..catalog import TABLES, Table, camel, q
 from ..errors import ConstraintViolation, InvalidValue, NameTaken, NotFound, a
-from ..query import count_sql, select_sql
+from ..query import Compiler, count_sql, select_sql
 
 
 class Collection:
@@ -47,18 +47,17 @@ class Collection:
     def list(self, where: dict | None = None, order_by: Any = None, limit: int | None = None,
              offset: int | None = None, **equals) -> list[v.Record]:
         """Rows matching Hasura's `where` (and `column=value` shortcuts)."""
-        sql, params = select_sql(self.table, self._where(where, equals), order_by, limit, offset,
-                                 self.store.visibility, self._columns)
+        sql, params = select_sql(self.table, self._compiler(), self._where(where, equals),
+                                 order_by, limit, offset)
         return [v.from_sql(self.table, row) for row in self.db.query(sql, params)]
 
     def count(self, where: dict | None = None, **equals) -> int:
-        sql, params = count_sql(self.table, self._where(where, equals), self.store.visibility)
+        sql, params = count_sql(self.table, self._compiler(), self._where(where, equals))
         return self.db.execute(sql, params).fetchone()[0]
 
-    def _columns(self, compiler, alias: str) -> str:
-        mask = self.store.column_sql
-        return ", ".join(f"{mask(compiler, self.table, alias, c) if mask else f'{alias}.{q(c)}'} AS {q(c)}"
-                         for c in self.table.visible_columns)
+    def _compiler(self) -> Compiler:
+        """A compiler with the caller's visibility and column masks."""
+        return Compiler(self.store.visibility, self.store.column_sql)
 
     def _where(self, where: dict | None, equals: dict) -> dict | None:
         shortcuts = {camel(k): {"_eq": value} if value is not None else {"_is_null": True}
