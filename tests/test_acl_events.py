@@ -2,6 +2,7 @@
 may read the row; a tracking needs a role on what it tracks; store files are private.
 (Item 7, webhook destinations, is tests/test_webhook_policy.py.)"""
 
+import json
 import os
 import random
 
@@ -178,6 +179,28 @@ def test_generated_followers_receive_exactly_what_the_api_shows_them(store, seed
             got = sorted(row["id"] for op, row in rows_of(bodies, table) if op == "INSERT")
             visible = sorted(r.id for r in collection.list() if r.id in routed)
             assert got == visible, (seed, user.name, table)
+
+
+def test_what_a_follower_cannot_read_does_not_change_what_it_receives(store, tmp_path):
+    """Differential: the store, and a copy in which every value the follower may not
+    read was changed (an UPDATE, itself an event), deliver the same bodies to her."""
+    ana, gus, org, member = lab(store)
+    port = Receiver().port
+    store.memberships.update(member.id, follow=True, webhook=f"http://127.0.0.1:{port}/gus")
+    for n in range(3):
+        store.as_user(ana.id).trackings.create(f"ana{n}", organization_id=org.id, payload={"n": n})
+        store.as_user(gus.id).trackings.create(f"gus{n}", organization_id=org.id)
+    store.datasets.create(org.id, "shared")
+    store.backup(tmp_path / "copy.sqlite")
+    received = []
+    for path in (store.path, tmp_path / "copy.sqlite"):
+        with clustore_lite.open(path) as opened, Receiver(port=port) as hooks:
+            if path != store.path:  # what gus may not read, changed
+                opened.db.execute("UPDATE tracking SET kind = 'changed', payload = '{\"n\": -1}' "
+                                  "WHERE userId = ?", (ana.id,))
+            deliver(opened)
+            received.append(sorted(json.dumps(b, sort_keys=True) for b in hooks.bodies("/gus")))
+    assert received[0] == received[1] and len(received[0]) >= 5
 
 
 def test_masked_columns_stay_out_of_a_followers_payload(store, monkeypatch):
