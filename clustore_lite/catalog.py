@@ -159,7 +159,7 @@ TABLES: dict[str, Table] = {
               {"id": INT, "eventId": TEXT, "seq": INT, "tableName": TEXT, "resourceId": TEXT,
                "url": TEXT, "status": TEXT, "tries": INT, "nextTryAt": REAL,
                "leaseUntil": REAL, "leaseOwner": TEXT, "lastStatus": INT, "lastError": TEXT,
-               "deliveredAt": TEXT, "createdAt": TEXT, "updatedAt": TEXT},
+               "deliveredAt": TEXT, "createdAt": TEXT, "updatedAt": TEXT, "followers": JSON},
               objects={"event": ObjectRel("event", "eventId")}, store_written=True),
     ]
 }

@@ -14,6 +14,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from . import demo as demo_data
+from .access import destinations
 from .arrow import codec, files
 from .catalog import DATA_MODEL
 from .db import maintenance
@@ -39,6 +40,20 @@ def main():
     """clustore-lite: Clustore's team data and chunked Arrow dataframes in one SQLite file."""
 
 
+WEBHOOK_ALLOW = click.option(
+    "--webhook-allow", envvar=destinations.ENV, callback=lambda ctx, param, value: _policy(value),
+    help="Webhook destinations allowed besides public addresses, comma-separated networks and "
+         "host names (10.0.0.0/8,127.0.0.1,hooks.example,*.example.org); loopback, private and "
+         f"link-local addresses are refused otherwise (env {destinations.ENV}).")
+
+
+def _policy(value):
+    try:
+        return destinations.WebhookPolicy.parse(value)
+    except ClustoreError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @main.command("serve")
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -54,7 +69,9 @@ def main():
               "(run `clustore-lite deliver` elsewhere).")
 @click.option("--max-retries", default=None, type=int,
               help="Retries of a webhook delivery before it is dead.")
-def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, no_deliver, max_retries):
+@WEBHOOK_ALLOW
+def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, no_deliver, max_retries,
+          webhook_allow):
     """Serve DB (created if missing) as Clustore's GraphQL API on http://HOST:PORT."""
     import uvicorn
 
@@ -70,7 +87,8 @@ def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, no_delive
             demo_data.fill(store)
     app = create_app(db, admin_secret=admin_secret, jwt_secret=jwt_secret,
                      max_body_bytes=max_body_mb << 20, deliver=not no_deliver,
-                     delivery_options={} if max_retries is None else {"max_retries": max_retries})
+                     delivery_options={} if max_retries is None else {"max_retries": max_retries},
+                     webhook_allow=webhook_allow)
     click.echo(f"serving {db} on http://{host}:{port}/v1/graphql", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", ws="websockets-sansio")
 
@@ -227,7 +245,9 @@ def describe(store: Store) -> dict:
 @click.option("--concurrency", default=16, show_default=True, type=int,
               help="POSTs in flight at once (at most half of them to one URL).")
 @click.option("--verbose", "-v", is_flag=True, help="One line per attempt, on stderr.")
-def deliver(db, once, max_retries, timeout, backoff, backoff_max, concurrency, verbose):
+@WEBHOOK_ALLOW
+def deliver(db, once, max_retries, timeout, backoff, backoff_max, concurrency, verbose,
+            webhook_allow):
     """POST the store's pending events to their webhooks (Hasura's payload), retrying
     with backoff; runs until interrupted unless --once. Several may run at once."""
     from . import delivery as ev  # httpx: loaded only by the commands that POST
@@ -239,7 +259,7 @@ def deliver(db, once, max_retries, timeout, backoff, backoff_max, concurrency, v
 
     with ev.Deliverer(db, max_retries=max_retries, timeout=timeout, backoff=backoff,
                       backoff_max=backoff_max, concurrency=concurrency,
-                      on_outcome=show if verbose else None) as worker:
+                      on_outcome=show if verbose else None, webhook_allow=webhook_allow) as worker:
         if once:
             summary = worker.run_once()
         else:

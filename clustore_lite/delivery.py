@@ -16,7 +16,11 @@ each write; this module only reads it and delivers. Delivery is at least once:
   the due ones go oldest first);
 - 2xx is delivered; anything else, a time-out or a refused connection is retried
   after an exponential backoff with jitter, up to `max_retries` retries; then the
-  delivery is dead, and stays in the file until `redeliver`.
+  delivery is dead, and stays in the file until `redeliver`;
+- a following member's delivery is vetted when claimed, every attempt: sent only if
+  the member may read the row (access/audience.py), else `withheld`;
+- the POST goes only where the webhook destination policy allows, checked on the
+  addresses the connection uses (outbound.py).
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ from typing import Any, Callable
 import apsw
 import httpx
 
+from . import outbound
 from . import values as v
+from .access import audience
+from .access.destinations import DestinationRefused, WebhookPolicy
 from .db.connection import Database
 from .errors import InvalidValue
 from .model.eventlog import DEFAULT_MAX_RETRIES, payload
@@ -53,8 +60,8 @@ CLAIMABLE = """
                     WHERE p.status = 'pending' AND p.url = d.url AND p.tableName = d.tableName
                       AND p.resourceId = d.resourceId AND p.seq < d.seq)"""
 CLAIM_SQL = f"""
-    SELECT d.id, d.url, d.tries, e.id AS eventId, e.tableName, e.op, e.old, e.new,
-           e.sessionVariables, e.createdAt
+    SELECT d.id, d.url, d.tries, d.followers, e.id AS eventId, e.tableName, e.op, e.old,
+           e.new, e.sessionVariables, e.createdAt
     FROM event_delivery d JOIN event e ON e.id = d.eventId
     WHERE d.nextTryAt <= ?1 AND {CLAIMABLE}
       AND d.url NOT IN (SELECT value FROM json_each(?3))
@@ -85,18 +92,21 @@ class Outcome:
 
 @dataclass
 class Summary:
-    """What a run did: attempts that were delivered, will be retried, or died."""
+    """What a run did: attempts that were delivered, will be retried, or died; and
+    deliveries withheld (their follower may not read the row)."""
 
     delivered: int = 0
     retrying: int = 0
     dead: int = 0
+    withheld: int = 0
 
     @property
     def attempts(self) -> int:
         return self.delivered + self.retrying + self.dead
 
     def __str__(self) -> str:
-        return f"delivered {self.delivered}, retrying {self.retrying}, dead {self.dead}"
+        withheld = f", withheld {self.withheld}" if self.withheld else ""
+        return f"delivered {self.delivered}, retrying {self.retrying}, dead {self.dead}{withheld}"
 
 
 class Deliverer:
@@ -113,14 +123,17 @@ class Deliverer:
     `batch` attempts (default 4 x `concurrency`) are leased at once, and at most
     `per_url` (default half the threads) to one URL, so a hanging receiver leaves
     threads for the others. Leases last `lease` seconds and are renewed while the
-    attempts run."""
+    attempts run. `webhook_allow` widens the destination policy (public addresses
+    only by default): "127.0.0.1,10.0.0.0/8,hooks.example", a list, or a
+    WebhookPolicy."""
 
     def __init__(self, store_path: str | os.PathLike, *, max_retries: int = DEFAULT_MAX_RETRIES,
                  timeout: float = 10.0, backoff: float = 10.0, backoff_max: float = 3600.0,
                  jitter: float = 0.25, concurrency: int = 16, per_url: int | None = None,
                  batch: int | None = None,
                  lease: float = 60.0, poll: float = 0.5,
-                 on_outcome: Callable[[Outcome], Any] | None = None):
+                 on_outcome: Callable[[Outcome], Any] | None = None,
+                 webhook_allow: str | list[str] | WebhookPolicy | None = None):
         for name, value in (("max_retries", max_retries), ("concurrency", concurrency)):
             if not isinstance(value, int) or value < (0 if name == "max_retries" else 1):
                 raise InvalidValue(f"{name} must be a {'non-negative' if name == 'max_retries' else 'positive'} "
@@ -137,15 +150,16 @@ class Deliverer:
                                f"({poll}s): a worker renews its leases while it waits")
         self.on_outcome = on_outcome
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.policy = WebhookPolicy.parse(webhook_allow)
         self.db = Database(store_path)
-        transport = httpx.HTTPTransport(  # small POSTs: no Nagle delay on our side
+        self.client = outbound.client(
+            self.policy, timeout,
+            httpx.Limits(max_connections=2 * concurrency,
+                         max_keepalive_connections=2 * concurrency),
+            # small POSTs: no Nagle delay on our side
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            limits=httpx.Limits(max_connections=2 * concurrency,
-                                max_keepalive_connections=2 * concurrency))
-        self.client = httpx.Client(
-            transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=False,
-            headers={"Content-Type": "application/json",
-                     "User-Agent": "clustore-lite-events"})
+            follow_redirects=False,
+            headers={"Content-Type": "application/json", "User-Agent": "clustore-lite-events"})
         self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="clustore-deliver")
         self._wake = threading.Event()
 
@@ -190,7 +204,7 @@ class Deliverer:
                 held = [*flying.values(), *(a for q in queued.values() for a in q)]
                 if not stopping and (not held or ended >= refill or now - claimed >= self.poll):
                     for attempt in self.claim(self.batch - len(held),
-                                              Counter(a.url for a in held)):
+                                              Counter(a.url for a in held), summary):
                         queued.setdefault(attempt.url, deque()).append(attempt)
                     ended, claimed = 0, now
                 if stopping and queued:  # not sent yet: give them back
@@ -238,7 +252,8 @@ class Deliverer:
 
     # -- the three steps: claim, post, record ---------------------------------------
 
-    def claim(self, limit: int | None = None, busy: Counter | None = None) -> list[Attempt]:
+    def claim(self, limit: int | None = None, busy: Counter | None = None,
+              summary: Summary | None = None) -> list[Attempt]:
         """Lease the next due deliveries (one short write transaction, taken only
         when a plain read saw something due), at most 2 x `per_url` per URL counting
         the `busy` ones already held."""
@@ -248,24 +263,49 @@ class Deliverer:
         if not self.db.execute(CLAIM_SQL, (now, 1, full)).fetchall():
             return []
         with self.db.transaction():
-            rows = []
-            for row in self.db.query(CLAIM_SQL, (now, 4 * limit, full)):
-                if busy[row["url"]] < cap and len(rows) < limit:
-                    busy[row["url"]] += 1
-                    rows.append(row)
-            if not rows:
-                return []
-            over = [r["id"] for r in rows if r["tries"] > self.max_retries]
+            rows, over = self._pick(now, limit, busy, full, summary)
             if over:  # a worker died during the last allowed attempt
                 self._set(over, "status = 'dead', leaseUntil = NULL, leaseOwner = NULL, "
                           "lastError = 'the worker stopped during the last attempt'")
-            rows = [r for r in rows if r["tries"] <= self.max_retries]
+            if not rows:
+                return []
             self._set([r["id"] for r in rows], "tries = tries + 1, leaseOwner = ?, leaseUntil = ?",
                       (self.owner, now + self.lease))
         return [Attempt(r["id"], r["url"], r["eventId"], r["tries"],
                         json.dumps(payload(r | {"id": r["eventId"]}, self.max_retries,
-                                           r["tries"])).encode())
+                                           r["tries"], r["hidden"])).encode())
                 for r in rows]
+
+    def _pick(self, now: float, limit: int, busy: Counter, full: str,
+              summary: Summary | None) -> tuple[list[dict], list[int]]:
+        """In claim's transaction: the due rows to lease (with the columns to hide
+        from their recipient) and those out of retries. A follower's delivery its
+        member may not read is withheld instead; the next one of its row may then be
+        due, so look again until nothing more is withheld."""
+        cap = 2 * self.per_url
+        rows: list[dict] = []
+        over: list[int] = []
+        withheld = True
+        while withheld and len(rows) < limit:
+            withheld, seen = False, {r["id"] for r in rows} | set(over)
+            for row in self.db.query(CLAIM_SQL, (now, 4 * limit, full)):
+                if row["id"] in seen or busy[row["url"]] >= cap or len(rows) >= limit:
+                    continue
+                if row["tries"] > self.max_retries:
+                    over.append(row["id"])
+                    continue
+                verdict = audience.judge(self.db, row["tableName"],
+                                         [i for i in (row["old"], row["new"]) if i],
+                                         row["followers"])
+                if not verdict.allowed:
+                    self._set([row["id"]], "status = 'withheld', lastError = ?", (audience.WITHHELD,))
+                    withheld = True
+                    if summary is not None:
+                        summary.withheld += 1
+                    continue
+                busy[row["url"]] += 1
+                rows.append(row | {"hidden": verdict.hidden})
+        return rows, over
 
     def post(self, attempt: Attempt) -> Outcome:
         """One HTTP POST, no transaction open. Never raises: failures are outcomes."""
@@ -283,6 +323,8 @@ class Deliverer:
             detail = head.decode(errors="replace").strip()
             return Outcome(attempt, response.status_code,
                            f"HTTP {response.status_code}" + (f": {detail}" if detail else ""))
+        except DestinationRefused as error:
+            return Outcome(attempt, None, str(error))
         except httpx.TimeoutException as error:
             return Outcome(attempt, None, f"timed out after {self.timeout}s ({type(error).__name__})")
         except httpx.ConnectError as error:

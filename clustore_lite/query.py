@@ -83,12 +83,17 @@ class Compiler:
 
     def rows(self, table: Table, *, where: dict | None = None, via: Via | None = None,
              keys: dict | None = None, order_by: Any = None, ordered: bool = False,
-             limit: int | None = None, offset: int | None = None) -> Rows:
+             limit: int | None = None, offset: int | None = None,
+             image: str | None = None) -> Rows:
         """The rows of `table` that the caller sees and that match `where`; with `via`,
         only those related to the outer row; with `keys`, those with these column
-        values; `ordered` adds order_by (ending with the key) and paging."""
+        values; `ordered` adds order_by (ending with the key) and paging. With `image`
+        (a row as JSON text, such as an event's `old` or `new`), that one row in place
+        of the stored ones: an event is judged by the table's own visibility."""
         alias = self.alias()
         source, conditions = f"{table.quoted} {alias}", []
+        if image is not None:
+            source = f"({_image_select(table, self.bind(image))}) {alias}"
         if via is not None:
             rel, outer = via
             source = _source(rel, alias)
@@ -218,6 +223,13 @@ class Compiler:
         if direction not in ORDER:
             raise InvalidValue(f"order direction must be one of {', '.join(ORDER)}, not {direction!r}")
         return self.column(table, alias, key), ORDER[direction]
+
+
+def _image_select(table: Table, image: str) -> str:
+    """SELECT of the columns of `table` read from the JSON object `image` (absent
+    ones, such as tokens, are NULL)."""
+    columns = ", ".join(f"json_extract({image}, '$.{c}') AS {q(c)}" for c in table.columns)
+    return f"SELECT {columns}"
 
 
 def _listed(value: Any) -> list:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 
+from .access.destinations import WebhookPolicy
 from .access.roles import Caller
 from .access.rules import Rules
 from .catalog import TABLES, TOKEN_COLUMNS
@@ -48,8 +49,12 @@ class Store:
     events: Events  # the event log, written by the store itself
     event_deliveries: EventDeliveries
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike,
+                 webhook_allow: str | list[str] | WebhookPolicy | None = None):
+        """`webhook_allow`: webhook destinations callers other than the store admin
+        may write besides public addresses (see access/destinations.py)."""
         self.path = os.fspath(path)
+        self.webhooks = WebhookPolicy.parse(webhook_allow)
         self.db = Database(self.path)
         self._collections()
 
@@ -128,8 +133,9 @@ class CallerStore(Store):
     def __init__(self, admin: Store, caller: Caller):
         self.path = admin.path
         self.db = admin.db
+        self.webhooks = admin.webhooks
         self.caller = caller
-        self.rules = Rules(caller, admin.db)
+        self.rules = Rules(caller, admin.db, admin.webhooks)
         self.visibility = caller.visibility
         self.column_sql = caller.column_sql
         self._collections()
@@ -152,6 +158,7 @@ class CallerStore(Store):
         return f"<clustore_lite.Store {self.path!r} as {self.caller}>"
 
 
-def open(path: str | os.PathLike) -> Store:  # noqa: A001 - mirrors sqlite3.connect/open
-    """Open (creating or upgrading) a store file."""
-    return Store(path)
+def open(path: str | os.PathLike,  # noqa: A001 - mirrors sqlite3.connect/open
+         webhook_allow: str | list[str] | WebhookPolicy | None = None) -> Store:
+    """Open (creating or upgrading) a store file; `webhook_allow` as for Store."""
+    return Store(path, webhook_allow)

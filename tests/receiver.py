@@ -24,8 +24,9 @@ class Receiver:
     attempts (event id, url path, current_retry) that arrived while the same one was
     still in flight."""
 
-    def __init__(self, status=200, delay: float = 0.0, port: int | None = None):
-        self.status, self.delay = status, delay
+    def __init__(self, status=200, delay: float = 0.0, port: int | None = None,
+                 host: str = "127.0.0.1"):
+        self.status, self.delay, self.host = status, delay, host
         self.port = port or free_port()
         self.attempts: list[tuple[str, dict]] = []
         self.overlaps: list[tuple] = []
@@ -36,7 +37,7 @@ class Receiver:
         self.server: ThreadingHTTPServer | None = None
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def start(self) -> "Receiver":
         receiver = self
@@ -76,7 +77,7 @@ class Receiver:
             def handle_error(self, request, client_address):
                 pass  # a worker killed mid-request resets its connection: expected here
 
-        self.server = Server(("127.0.0.1", self.port), Handler)
+        self.server = Server((self.host, self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

@@ -20,12 +20,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(db_path, *args, env=None):
+def running_server(db_path, *args, env=None, webhook_allow="127.0.0.1"):
     """Yield the base URL of `clustore-lite serve DB`; stop it with SIGTERM and check
-    that it shut down cleanly."""
+    that it shut down cleanly. Webhooks may call `webhook_allow` (the tests' receivers
+    listen on loopback, which the server refuses by default); None: the default."""
     port = free_port()
+    allow = [] if webhook_allow is None else ["--webhook-allow", webhook_allow]
     process = subprocess.Popen(
-        [sys.executable, "-m", "clustore_lite", "serve", str(db_path), "--port", str(port), *args],
+        [sys.executable, "-m", "clustore_lite", "serve", str(db_path), "--port", str(port),
+         *allow, *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:

@@ -17,7 +17,8 @@ import clustore_lite
 from clustore_lite.cli import main
 from clustore_lite.delivery import Deliverer
 
-FAST = {"backoff": 0.0, "timeout": 5.0}
+LOCAL = "127.0.0.1"  # the receivers listen on loopback, which the policy refuses unless allowed
+FAST = {"backoff": 0.0, "timeout": 5.0, "webhook_allow": LOCAL}
 
 
 def wait_for(condition, seconds=15.0, what="condition"):
@@ -81,7 +82,8 @@ def test_receiver_down_then_up_loses_nothing(store):
     org = store.organizations.create("lumen", webhook=f"http://127.0.0.1:{port}/hook")
     trackings(store, org, 20)
     stop = threading.Event()
-    worker = Deliverer(store.path, max_retries=30, backoff=0.02, backoff_max=0.1, timeout=2)
+    worker = Deliverer(store.path, max_retries=30, backoff=0.02, backoff_max=0.1, timeout=2,
+                       webhook_allow=LOCAL)
     thread = threading.Thread(target=worker.run_forever, args=(stop,))
     thread.start()
     try:
@@ -146,7 +148,8 @@ def test_leases_are_renewed_while_a_receiver_hangs(store):
         hooks.gate.clear()
         org = store.organizations.create("lumen", webhook=hooks.url())
         stops = [threading.Event(), threading.Event()]
-        workers = [Deliverer(store.path, lease=1.5, poll=0.1, timeout=30, concurrency=2)
+        workers = [Deliverer(store.path, lease=1.5, poll=0.1, timeout=30, concurrency=2,
+                             webhook_allow=LOCAL)
                    for _ in stops]
         claims = []  # (when it started, what it got) for every claim of the second worker
         claim = workers[1].claim
@@ -202,7 +205,7 @@ def test_a_hanging_webhook_does_not_stall_writes(store):
         hooks.gate.clear()  # every request hangs until the gate opens
         org = store.organizations.create("lumen", webhook=hooks.url())
         stop = threading.Event()
-        worker = Deliverer(store.path, timeout=300)
+        worker = Deliverer(store.path, timeout=300, webhook_allow=LOCAL)
         thread = threading.Thread(target=worker.run_forever, args=(stop,))
         thread.start()
         writes_done, failures = threading.Event(), []
@@ -240,7 +243,7 @@ def test_a_slow_webhook_does_not_hold_up_the_others(store):
         store.organizations.create("sluggish", webhook=slow.url())
         org = store.organizations.create("lumen", webhook=quick.url())
         stop = threading.Event()
-        worker = Deliverer(store.path, timeout=30, concurrency=2)
+        worker = Deliverer(store.path, timeout=30, concurrency=2, webhook_allow=LOCAL)
         thread = threading.Thread(target=worker.run_forever, args=(stop,))
         thread.start()
         try:
@@ -269,7 +272,8 @@ def test_a_worker_killed_mid_delivery_loses_nothing(tmp_path, rng):
             trackings(store, org, 400)
             expected = routed_events(store)
         command = [sys.executable, "-m", "clustore_lite", "deliver", str(db), "--backoff", "0",
-                   "--timeout", "5", "--max-retries", "20", "--concurrency", "4"]
+                   "--timeout", "5", "--max-retries", "20", "--concurrency", "4",
+                   "--webhook-allow", LOCAL]
         orphans = 0
         for _ in range(4):
             before, more = len(hooks.bodies()), rng.randint(10, 40)
@@ -325,7 +329,7 @@ def test_cli_deliver_and_events(tmp_path):
         assert f"{hooks.url()}: pending, 0 attempts" in result.output
 
         result = runner.invoke(main, ["deliver", db, "--once", "--max-retries", "1",
-                                      "--backoff", "0", "-v"])
+                                      "--backoff", "0", "-v", "--webhook-allow", LOCAL])
         assert result.exit_code == 0, result.output
         assert "delivered 0, retrying 2, dead 2" in result.output
         assert "HTTP 503: nope" in result.output
@@ -341,12 +345,12 @@ def test_cli_deliver_and_events(tmp_path):
         result = runner.invoke(main, ["events", db, "--redeliver", dead[1]["id"]])
         assert result.output.strip() == f"event {dead[1]['id']}: 1 delivery pending again"
         hooks.status = 200
-        result = runner.invoke(main, ["deliver", db, "--once"])
+        result = runner.invoke(main, ["deliver", db, "--once"], env={"CLUSTORE_WEBHOOK_ALLOW": LOCAL})
         assert result.output.strip() == "delivered 1, retrying 0, dead 0"
 
         result = runner.invoke(main, ["events", db, "--redeliver-dead"])
         assert result.output.strip() == "1 dead delivery pending again"
-        result = runner.invoke(main, ["deliver", db, "--once"])
+        result = runner.invoke(main, ["deliver", db, "--once"], env={"CLUSTORE_WEBHOOK_ALLOW": LOCAL})
         assert result.output.strip() == "delivered 1, retrying 0, dead 0"
 
     result = runner.invoke(main, ["events", db, "--redeliver", "not-an-id"])
@@ -361,7 +365,8 @@ def test_cli_deliver_runs_until_stopped(tmp_path):
     with Receiver() as hooks:
         with clustore_lite.open(db) as store:
             store.organizations.create("lumen", webhook=hooks.url())
-        process = subprocess.Popen([sys.executable, "-m", "clustore_lite", "deliver", str(db)],
+        process = subprocess.Popen([sys.executable, "-m", "clustore_lite", "deliver", str(db),
+                                    "--webhook-allow", LOCAL],
                                    stdout=subprocess.PIPE, text=True)
         try:
             wait_for(lambda: len(hooks.bodies()) == 2, what="the first deliveries")

@@ -17,7 +17,8 @@ EVENT_KEYS = {"id", "created_at", "trigger", "table", "event", "delivery_info"}
 
 
 def deliver(store, **options) -> None:
-    options = {"backoff": 0, "max_retries": 0, "timeout": 5, **options}
+    options = {"backoff": 0, "max_retries": 0, "timeout": 5, "webhook_allow": "127.0.0.1",
+               **options}
     with Deliverer(store.path, **options) as worker:
         worker.run_once()
 

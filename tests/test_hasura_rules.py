@@ -50,8 +50,8 @@ def literal(value, me):
         return f"'{me}'" if me else "NULL"
     if isinstance(value, list):
         return "ARRAY[" + ", ".join(literal(v, me) for v in value) + "]::text[]"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
+    if isinstance(value, bool):  # compared with column::text
+        return "'true'" if value else "'false'"
     return "'" + str(value).replace("'", "''") + "'"
 
 

@@ -51,6 +51,7 @@ class Caller:
     user_id: str | None = None
     token_access: str | None = None
     token_role: str | None = None
+    public: bool = True  # False: only roles the caller holds itself count (inviting)
 
     # -- roles, as SQL ------------------------------------------------------------
 
@@ -58,7 +59,8 @@ class Caller:
         """The caller's level on the resource row `alias` itself (not inherited)."""
         me = c.bind(self.user_id)
         parts = [
-            f"coalesce((SELECT {_level('a.public')} FROM access a WHERE a.id = {alias}.accessId), 0)",
+            f"coalesce((SELECT {_level('a.public')} FROM access a WHERE a.id = {alias}.accessId), 0)"
+            if self.public else "0",
             f"coalesce((SELECT max({_level('m.role')}) FROM membership m "
             f"WHERE m.accessId = {alias}.accessId AND (m.userId = {me} OR m.teamId IN "
             f"(SELECT tm.teamId FROM team_member tm WHERE tm.userId = {me}))), 0)",

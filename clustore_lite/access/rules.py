@@ -1,24 +1,34 @@
 """What each role may write (SPEC section 4), checked before the write happens.
 `Rules.authorize` answers the values to write (an organization's owner is its
-creator, ...) or raises PermissionDenied, so that nothing changes."""
+creator, ...) or raises PermissionDenied, so that nothing changes.
+
+A webhook written by any caller but the store admin must point where the store's
+destination policy allows (access/destinations.py)."""
 
 from __future__ import annotations
 
-from ..catalog import FRAME_OWNERS, LEVELS, ROLES, q
+from dataclasses import replace
+
+from ..catalog import ACCESS_OWNERS, FRAME_OWNERS, LEVELS, ROLES, q
 from ..errors import PermissionDenied, a
+from .destinations import WebhookPolicy
 from .roles import Caller
 
 
 class Rules:
-    def __init__(self, caller: Caller, db):
+    def __init__(self, caller: Caller, db, webhooks: WebhookPolicy | None = None):
         self.caller = caller
         self.db = db
+        self.webhooks = webhooks or WebhookPolicy()
 
     def authorize(self, action: str, table: str, row: dict, changes: dict | None = None) -> dict:
         check = getattr(self, f"{action}_{table}", None)
         if check is None:
             raise PermissionDenied(f"only the store admin may {action} a {table}")
         result = check(row, changes or {}) if action == "update" else check(row)
+        written = (changes or {}) if action == "update" else row
+        if action in ("insert", "update") and written.get("webhook") is not None:
+            self.webhooks.check_written(written["webhook"])
         return row if result is None else result
 
     def _need(self, table: str, id: str, role: str, doing: str) -> None:
@@ -52,13 +62,41 @@ class Rules:
 
     def insert_membership(self, values: dict) -> None:
         role = values["role"]
-        self._need("access", values["accessId"], role, f"inviting {a(role)}")
+        if not (self.caller.user_id or self.caller.token_access):
+            raise PermissionDenied("an anonymous caller invites nobody: a public role grants "
+                                   "reading, not inviting")
+        self._own_role(values["accessId"], role, f"inviting {a(role)}")
+        if values.get("webhook") is not None or values.get("follow"):
+            self._feed(values)
 
     def insert_tracking(self, values: dict) -> dict:
+        """A tracking is the caller's, about what it may see: it reaches the webhooks
+        of its organization and of the resource it names."""
         me = self.caller.require_user("recording a tracking")
         if values.get("userId") not in (None, me):
             raise PermissionDenied("a tracking you record is yours")
+        if values.get("organizationId") is not None:
+            self._need("organization", values["organizationId"], "guest",
+                       "recording a tracking in an organization")
+        resource = values.get("resource")
+        if resource in ACCESS_OWNERS and values.get("resourceId") is not None:
+            self._need(resource, values["resourceId"], "guest", f"recording a tracking of {a(resource)}")
         return {**values, "userId": me}
+
+    def _own_role(self, access_id: str, role: str, doing: str) -> None:
+        """Membership writes count the roles the caller holds itself: `public` lets
+        everyone read a resource; it makes nobody someone who invites."""
+        if replace(self.caller, public=False).level(self.db, "access", access_id) < LEVELS[role]:
+            raise PermissionDenied(f"{doing} needs the {role} role on this access, held by you "
+                                   "(a public role grants reading, not inviting)")
+
+    def _feed(self, membership: dict) -> None:
+        """A membership's webhook and follow send on what its user (a team's: its
+        members) may read: set by that user, or by an admin of the access."""
+        if membership.get("userId") is not None and membership["userId"] == self.caller.user_id:
+            return
+        self._own_role(membership["accessId"], "admin",
+                       "setting the webhook or follow of another user's or a team's membership")
 
     # -- updates ----------------------------------------------------------------------
 
@@ -96,7 +134,9 @@ class Rules:
     def update_membership(self, row: dict, changes: dict) -> None:
         highest = max(LEVELS[row["role"]], LEVELS.get(changes.get("role"), 0))
         role = ROLES[highest - 1]
-        self._need("access", row["accessId"], role, f"changing {a(role)} membership")
+        self._own_role(row["accessId"], role, f"changing {a(role)} membership")
+        if {"webhook", "follow"} & set(changes):
+            self._feed(row)
 
     def update_dataframe(self, row: dict, changes: dict) -> None:
         self._on_owner(row["id"], "contributor", "changing a dataframe")

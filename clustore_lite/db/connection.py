@@ -80,6 +80,7 @@ def connect(path: str, session: Session | None = None,
     """Open one connection with the store's pragmas; creates and upgrades the file.
     `session` is what this connection's `clustore_session()` answers (admin if None);
     `functions` adds SQL functions (name -> (function, number of arguments))."""
+    create_private(os.fspath(path))
     conn = apsw.Connection(os.fspath(path))
     for name, (function, arity) in (functions or {}).items():
         conn.create_scalar_function(name, function, arity, deterministic=True)
@@ -97,6 +98,19 @@ def connect(path: str, session: Session | None = None,
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
+
+
+def create_private(path: str) -> None:
+    """Create a missing store file readable by its owner only (0600): it holds every
+    access token. SQLite gives its -wal, -shm and -journal files the main file's mode.
+    An existing file keeps its mode; names that are not files (":memory:", "",
+    "file:" URIs) are left to SQLite."""
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        pass  # it exists, or SQLite will say why it cannot be opened (no such directory, ...)
 
 
 def _initialise(conn: apsw.Connection) -> None:

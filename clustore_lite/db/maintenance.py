@@ -25,7 +25,7 @@ import apsw
 from ..arrow import codec
 from ..errors import ClustoreError, InvalidValue, NotFound
 from .migrations import LATEST
-from .connection import BUSY_TIMEOUT_MS, ensure_wal
+from .connection import BUSY_TIMEOUT_MS, create_private, ensure_wal
 
 PAGES_PER_STEP = 64  # 4 MiB of 64 KiB pages
 PAUSE_SECONDS = 0.005
@@ -63,6 +63,7 @@ def backup(source: str | os.PathLike, dest: str | os.PathLike, overwrite: bool =
         ensure_wal(src)
         src.execute("BEGIN")
         src.execute("SELECT count(*) FROM sqlite_schema").fetchall()  # pin the snapshot
+        create_private(str(partial))  # a backup holds every token too: 0600, as the store
         out = apsw.Connection(str(partial))
         try:
             with out.backup("main", src, "main") as copy:

@@ -2,6 +2,7 @@
 append new steps at the end, never edit a released one."""
 
 from .event_sql import MIGRATION_2
+from .recipients_sql import MIGRATION_3
 
 ROLES_CHECK = "IN ('admin', 'contributor', 'guest')"
 
@@ -153,6 +154,8 @@ MIGRATIONS = [
     """,
     # 2: the event log and its deliveries (SPEC section 5), written by triggers.
     MIGRATION_2,
+    # 3: deliveries remember which following memberships asked for them (issue 12).
+    MIGRATION_3,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -53,6 +53,14 @@ Not encoded (Hasura permissions are per role and row, not per row and column):
 - moving a dataset, task or team to another organization, or giving it to another owner
   (admin rights in clustore-lite), is left to the admin secret;
 - updatedAt is set to now() by update permissions (preset), not by a trigger;
+- a tracking's organization is checked (guest at least), not the resource it names
+  (resource/resourceId point to any table): check it in an auth webhook;
+- changing another member's webhook or follow needs the access's admin in clustore-lite;
+  here whoever may change the membership's role may change them: leave those columns to
+  the relay or an auth webhook if that matters;
+- the relay must send a following membership's webhook only the events whose rows that
+  member may read, and call only allowed destinations (clustore-lite's own delivery
+  does both; Hasura sends every event to the one relay);
 - chunk.data is the Arrow IPC bytes (bytea), not rows as JSON; algorithm is jsonb.
 """
 
@@ -71,11 +79,13 @@ NOT_ROOT = {
 }
 
 
-def grants(role: str, anonymous: bool = False, root: str | None = None) -> dict:
-    """On an access row: it gives `role` (or more) to the caller."""
-    public = {"public": {"_in": _at_least(role)}}
+def grants(role: str, anonymous: bool = False, root: str | None = None,
+           public: bool = True) -> dict:
+    """On an access row: it gives `role` (or more) to the caller (`public`: counting
+    the access's public role, which grants reading but not inviting)."""
+    everyone = {"public": {"_in": _at_least(role)}}
     if anonymous:
-        return public
+        return everyone
     in_team = {"userId": {"_eq": ME}}
     if root == "team_member":
         in_team = {"_and": [in_team, NOT_ROOT[root]]}
@@ -83,23 +93,26 @@ def grants(role: str, anonymous: bool = False, root: str | None = None) -> dict:
               {"_or": [{"userId": {"_eq": ME}}, {"team": {"team_members": in_team}}]}]
     if root == "membership":
         member.append(NOT_ROOT[root])
-    return {"_or": [public, {"memberships": {"_and": member}}]}
+    mine = {"memberships": {"_and": member}}
+    return {"_or": [everyone, mine]} if public else mine
 
 
-def role_on(table: str, role: str, anonymous: bool = False, root: str | None = None) -> dict:
+def role_on(table: str, role: str, anonymous: bool = False, root: str | None = None,
+            public: bool = True) -> dict:
     """On a row of a resource table: the caller has `role` (or more) on it, by ownership,
     `public`, its memberships, its teams' memberships, or the same on its organization."""
-    rules = [{"access": grants(role, anonymous, root)}]
+    rules = [{"access": grants(role, anonymous, root, public)}]
     if not anonymous and "ownerId" in TABLES[table].columns:
         rules.append({"ownerId": {"_eq": ME}})
     if table != "organization":
-        rules.append({"organization": role_on("organization", role, anonymous, root)})
+        rules.append({"organization": role_on("organization", role, anonymous, root, public)})
     return {"_or": rules}
 
 
-def access_rule(role: str, anonymous: bool = False, root: str | None = None) -> dict:
+def access_rule(role: str, anonymous: bool = False, root: str | None = None,
+                public: bool = True) -> dict:
     """On an access row: the caller has `role` on the resource it belongs to."""
-    return {"_or": [{r: role_on(r, role, anonymous, root)} for r in ACCESS_OWNERS]}
+    return {"_or": [{r: role_on(r, role, anonymous, root, public)} for r in ACCESS_OWNERS]}
 
 
 def frame_rule(role: str, anonymous: bool = False) -> dict:
@@ -117,10 +130,19 @@ def _orphan_frame() -> dict:
 
 def _invite(root: str | None = "membership") -> dict:
     """Guests invite guests, contributors invite contributors, admins anyone (and the
-    same to change a membership); a membership being written does not count."""
+    same to change a membership), with a role of their own (not `public`); a membership
+    being written does not count."""
     return {"_or": [{"_and": [{"role": {"_in": list(ROLES[:i + 1])}},
-                              {"access": access_rule(r, root=root)}]}
+                              {"access": access_rule(r, root=root, public=False)}]}
                     for i, r in enumerate(ROLES)]}
+
+
+def _feed(root: str | None = "membership") -> dict:
+    """A membership's webhook and follow are set by its user or an admin of the access
+    (they send what that user may read)."""
+    return {"_or": [{"_and": [{"webhook": {"_is_null": True}}, {"follow": {"_eq": False}}]},
+                    {"userId": {"_eq": ME}},
+                    {"access": access_rule("admin", root=root, public=False)}]}
 
 
 def user_rule() -> dict:
@@ -185,7 +207,7 @@ def permissions(table: str) -> dict:
         "team_member": ({"team": role_on("team", "admin", root="team_member")},
                         ["teamId", "userId"], None),
         "access": ({}, ["id", "public", "webhook"], None),
-        "membership": (_invite(), _columns("membership", *stamps), None),
+        "membership": ({"_and": [_invite(), _feed()]}, _columns("membership", *stamps), None),
         "dataframe": ({}, _columns("dataframe", *stamps), None),
         "chunk": ({"dataframe": {"_or": [frame_rule("contributor"), _orphan_frame()]}},
                   _columns("chunk", *stamps), None),
@@ -193,7 +215,9 @@ def permissions(table: str) -> dict:
                     _columns("dataset", "ownerId", *stamps), OWNED_BY_ME),
         "task": ({"organization": role_on("organization", "contributor")},
                  _columns("task", "ownerId", *stamps), OWNED_BY_ME),
-        "tracking": ({}, _columns("tracking", "userId", *stamps), {"userId": ME}),
+        "tracking": ({"_or": [{"organizationId": {"_is_null": True}},
+                              {"organization": role_on("organization", "guest")}]},
+                     _columns("tracking", "userId", *stamps), {"userId": ME}),
     }.get(table)
     update = {
         "user": ({"id": {"_eq": ME}}, ["name", "email"]),

@@ -19,10 +19,15 @@ DEFAULT_MAX_RETRIES = 5
 STATUSES = ("logged", "pending", "delivered", "dead")
 
 
-def payload(event: dict, max_retries: int, current_retry: int) -> dict:
+def payload(event: dict, max_retries: int, current_retry: int, hidden=()) -> dict:
     """Hasura's event trigger payload for one event row (JSON columns as text or
-    already decoded)."""
+    already decoded); the `hidden` columns (masked for its recipient) left out."""
     decode = lambda value: json.loads(value) if isinstance(value, str) else value  # noqa: E731
+
+    def row(value):
+        value = decode(value)
+        return {k: v for k, v in value.items() if k not in hidden} if value else value
+
     return {
         "id": event["id"],
         "created_at": event["createdAt"],
@@ -30,7 +35,7 @@ def payload(event: dict, max_retries: int, current_retry: int) -> dict:
         "table": {"schema": "public", "name": event["tableName"]},
         "event": {
             "op": event["op"],
-            "data": {"old": decode(event["old"]), "new": decode(event["new"])},
+            "data": {"old": row(event["old"]), "new": row(event["new"])},
             "session_variables": decode(event["sessionVariables"]),
         },
         "delivery_info": {"max_retries": max_retries, "current_retry": current_retry},
@@ -65,9 +70,10 @@ class Events(StoreAdminOnly):
                                                 order_by={"url": "asc"})
 
     def redeliver(self, event_id: str) -> int:
-        """Deliver an event again: its dead and waiting deliveries become due now with
-        a fresh retry count; if all were delivered, every one is sent again. One in
-        flight right now is left to its worker. Answers how many were reset."""
+        """Deliver an event again: its dead, withheld and waiting deliveries become due
+        now with a fresh retry count (a withheld one is judged again when sent); if all
+        were delivered, every one is sent again. One in flight right now is left to its
+        worker. Answers how many were reset."""
         now = time.time()
         with self.store.transaction():
             event = self.get(event_id)

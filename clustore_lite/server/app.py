@@ -39,8 +39,9 @@ class Server:
 
     def __init__(self, path: str, max_body_bytes: int = MAX_BODY_BYTES,
                  admin_secret: str | None = None, jwt_secret: str | None = None,
-                 deliver: bool = True, delivery_options: dict | None = None):
-        self.store = Store(path)
+                 deliver: bool = True, delivery_options: dict | None = None,
+                 webhook_allow=None):
+        self.store = Store(path, webhook_allow=webhook_allow)
         self.auth = Authenticator.from_environment(self.store, admin_secret, jwt_secret)
         self.changes = Changes()
         self.max_body_bytes = max_body_bytes
@@ -90,7 +91,8 @@ class Server:
     async def lifespan(self, app):
         deliverer, stop, thread = None, threading.Event(), None
         if self.deliver:
-            deliverer = Deliverer(self.store.path, **self.delivery_options)
+            deliverer = Deliverer(self.store.path, webhook_allow=self.store.webhooks,
+                                  **self.delivery_options)
             thread = threading.Thread(target=deliverer.run_forever, args=(stop,),
                                       name="clustore-deliver", daemon=True)
             thread.start()
