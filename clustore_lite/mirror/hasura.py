@@ -52,6 +52,8 @@ Not encoded (Hasura permissions are per role and row, not per row and column):
 - moving a dataset, task or team to another organization, or giving it to another owner
   (admin rights in clustore-lite), is left to the admin secret;
 - updatedAt is set to now() by update permissions (preset), not by a trigger;
+- a user changes only its name: which email a sign-in proved is not known here, so emails
+  are the admin secret's (clustore-lite lets a user set the one its JWT carries);
 - chunk.data is the Arrow IPC bytes (bytea), not rows as JSON; algorithm is jsonb.
 """
 
@@ -132,7 +134,12 @@ def user_rule(anonymous: bool = False) -> dict:
     return {"_or": rules if anonymous else [{"id": {"_eq": ME}}, *rules]}
 
 
+# Bookkeeping no role reads: whether a user's email was proved (the store admin's).
+PRIVATE = {"user": ("emailVerified",)}
+
+
 def _columns(table: str, *leave_out: str) -> list[str]:
+    leave_out = (*leave_out, *PRIVATE.get(table, ()))
     return [c for c in TABLES[table].columns if c not in leave_out]
 
 
@@ -190,7 +197,7 @@ def permissions(table: str) -> dict:
         "tracking": ({}, _columns("tracking", "userId", *stamps), {"userId": ME}),
     }.get(table)
     update = {
-        "user": ({"id": {"_eq": ME}}, ["name", "email"]),
+        "user": ({"id": {"_eq": ME}}, ["name"]),  # an email only as proved (README: Identities)
         "organization": (role_on("organization", "admin"), ["name", "ownerId"]),
         "team": (role_on("team", "admin"), ["name"]),
         "access": (access_rule("admin"), ["public", "webhook"]),
