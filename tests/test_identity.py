@@ -57,20 +57,27 @@ def test_refusing_an_email_tells_nothing_about_who_holds_it(store):
     assert messages[0] == messages[1]
 
 
-def test_an_email_claim_maps_only_to_a_proved_email(tmp_path):
-    """A store of schema version 2: its emails were accepted under the old rules, so
-    migration 3 trusts only those no one changed since the user was created."""
+def version_2_store(tmp_path, users: list[tuple[str, str, str]]):
+    """A store file as clustore-lite wrote it before migration 3, with users
+    (id, email, updatedAt), all created on 2024-01-01."""
     path = tmp_path / "v2.sqlite"
     conn = apsw.Connection(str(path))
     for step in MIGRATIONS[:2]:
         conn.execute(step)
     conn.execute("PRAGMA user_version = 2")
-    ids = {name: str(uuid.uuid4()) for name in ("kept", "changed")}
-    conn.execute('INSERT INTO "user" VALUES (?, ?, ?, ?, ?)',
-                 (ids["kept"], "kept", "kept@a.example", "2024-01-01", "2024-01-01"))
-    conn.execute('INSERT INTO "user" VALUES (?, ?, ?, ?, ?)',
-                 (ids["changed"], "changed", "newhire@a.example", "2024-01-01", "2024-02-01"))
+    for user_id, email, updated in users:
+        conn.execute('INSERT INTO "user" VALUES (?, ?, ?, ?, ?)',
+                     (user_id, email.split("@")[0], email, "2024-01-01", updated))
     conn.close()
+    return path
+
+
+def test_an_email_claim_maps_only_to_a_proved_email(tmp_path):
+    """A store of schema version 2: its emails were accepted under the old rules, so
+    migration 3 trusts only those no one changed since the user was created."""
+    ids = {name: str(uuid.uuid4()) for name in ("kept", "changed")}
+    path = version_2_store(tmp_path, [(ids["kept"], "kept@a.example", "2024-01-01"),
+                                      (ids["changed"], "newhire@a.example", "2024-02-01")])
     with clustore_lite.open(path) as store:
         auth = Authenticator(store, jwt_secret=JWT_SECRET)
 
@@ -109,7 +116,7 @@ def world(tmp_path_factory):
         store.datasets.create(lab.id, "points", {"x": [1, 2]})
     env = {"CLUSTORE_ADMIN_SECRET": ADMIN, "CLUSTORE_JWT_SECRET": JWT_SECRET}
     with running_server(db, env=env) as url:
-        yield {"url": url, "olga": olga, "gus": gus, "other": other, "lab": lab.id,
+        yield {"url": url, "db": db, "olga": olga, "gus": gus, "other": other, "lab": lab.id,
                "lab_access": lab.access_id}
 
 
@@ -198,6 +205,11 @@ def test_an_impersonated_write_is_the_users(world):
     answer = data(post(url, MY_ID, {"n": "by-impersonation"}, **ADMIN_HEADERS,
                        X_Hasura_Role="user", X_Hasura_User_Id=gus))
     assert answer["insert_organization_one"]["owner"]["id"] == gus
+    with clustore_lite.open(world["db"]) as store:  # the event log says who wrote it
+        [event] = store.events.list(where={"tableName": {"_eq": "organization"}, "op": {"_eq": "INSERT"},
+                                           "resourceId": {"_eq": store.organizations.list(
+                                               name="by-impersonation")[0].id}})
+    assert event.session_variables == {"x-hasura-role": "user", "x-hasura-user-id": gus}
     refused = post(url, 'mutation($a: uuid!, $u: uuid!) { insert_membership_one(object: '
                    '{accessId: $a, userId: $u, role: "admin"}) { id } }',
                    {"a": world["lab_access"], "u": gus}, **ADMIN_HEADERS,
@@ -238,6 +250,15 @@ def test_restating_ones_own_role_needs_no_admin_secret(world):
     assert as_seen(post(url, TOKENS, X_Clusauth_Token=token, X_Hasura_Role="user",
                         X_Hasura_User_Id=gus)) == plain
     assert as_seen(post(url, TOKENS, X_Hasura_Role="anonymous")) == as_seen(post(url, TOKENS))
+
+
+def test_without_an_admin_secret_every_tokenless_request_may_impersonate(tmp_path):
+    with clustore_lite.open(tmp_path / "open.sqlite") as store:
+        gus = store.users.create("gus").id
+        store.organizations.create("theirs")
+    with running_server(tmp_path / "open.sqlite") as url:  # the embedded default: 127.0.0.1 only
+        assert len(data(post(url, TOKENS))["accesses"]) == 1  # the store admin
+        assert data(post(url, TOKENS, X_Hasura_Role="user", X_Hasura_User_Id=gus))["accesses"] == []
 
 
 def lab_guest_token(url: str, world: dict) -> str:
@@ -431,3 +452,18 @@ def test_a_token_view_loses_its_rights_when_the_token_is_regenerated(store, org)
         view.memberships.create(org.access_id, "guest", user_id=guest.id)
     fresh = store.with_token(store.accesses.get(org.access_id).contributor_token)
     assert [o.id for o in fresh.organizations.list()] == [org.id]
+
+
+def test_resetting_an_unproved_email_proves_it_only_for_the_admin(tmp_path):
+    """A legacy (unproved) email stays unproved when its user saves it again; the
+    store admin setting it proves it."""
+    legacy = str(uuid.uuid4())
+    path = version_2_store(tmp_path, [(legacy, "legacy@a.example", "2024-02-01")])
+    with clustore_lite.open(path) as store:
+        auth = Authenticator(store, jwt_secret=JWT_SECRET)
+        store.as_user(legacy).users.update(legacy, name="Legacy", email="legacy@a.example")
+        assert store.users.holder("legacy@a.example") == (legacy, False)
+        store.users.update(legacy, email="legacy@a.example")
+        assert store.users.holder("legacy@a.example") == (legacy, True)
+        token = signed(email="legacy@a.example")
+        assert auth.store_for({"X-Clusauth-Token": token}).caller.user_id == legacy

@@ -68,7 +68,7 @@ class Rules:
         if row["id"] != self.caller.user_id:
             raise PermissionDenied("only a user may change their own name and email")
         email = changes.get("email")
-        if email is not None and email != self.caller.proved_email:
+        if email not in (None, row["email"], self.caller.proved_email):
             raise PermissionDenied("a user may set their email only to the address their "
                                    "sign-in proves (their JWT's email claim); the store admin "
                                    "sets any other")

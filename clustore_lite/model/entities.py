@@ -31,23 +31,25 @@ class Users(Collection):
         values = self.checked(changes)
         with self.store.transaction():
             row = self.get(id)
-            if "email" in values and values["email"] == row["email"]:
-                del values["email"]  # unchanged: nothing to prove
             self.store.authorize("update", "user", row, values)
             self._prove(values, row["id"])
             self.write_update(id, values)
             return self.get(id)
 
     def _prove(self, values: dict, user_id: str | None = None) -> None:
-        """An authorized email is a proved one (the rules let a user set only the one its
-        sign-in proved): mark it, and take it from a holder that never proved it."""
+        """Mark an email the caller proves (the store admin proves any) and take it from a
+        holder that never proved it; an unchanged one (all else the rules let a user
+        write) stays as proved as it was."""
         if "email" not in values:
             return
-        values["emailVerified"] = values["email"] is not None
-        if values["email"] is not None:
+        email, caller = values["email"], self.store.caller
+        if email is None:
+            values["emailVerified"] = False
+        elif caller is None or caller.proved_email == email:
+            values["emailVerified"] = True
             self.db.execute('UPDATE "user" SET email = NULL, emailVerified = 0, updatedAt = ? '
                             "WHERE email = ? AND NOT emailVerified AND id IS NOT ?",
-                            (v.now(), values["email"], user_id))
+                            (v.now(), email, user_id))
 
     def holder(self, email: str) -> tuple[str, bool] | None:
         """(id, proved) of the user holding `email`, whoever may see it: for the

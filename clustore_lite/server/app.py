@@ -103,7 +103,7 @@ class Server:
             reason = await run_in_threadpool(self.auth.lapsed, identity)
             if reason is not None:
                 return reason
-            timeout = None if identity.expires is None else max(0.0, identity.expires - time.time())
+            timeout = None if identity.expires is None else max(0.0, identity.expires - time.time()) + 0.01
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.changes.wait(seen), timeout)
 

@@ -39,7 +39,12 @@ class Guarded:
                 watcher.cancel()
 
     def watch(self, websocket, stop_operations: Callable[[], Awaitable[None]]) -> None:
-        """Close the connection when its credentials lapse."""
+        """Close the connection when its credentials lapse (one watcher per connection,
+        however many connection_init messages it sends)."""
+        running = self._watchers.get(id(websocket))
+        if running is not None and not running.done():
+            return
+
         async def watcher():
             reason = await self.lapsed(websocket)
             if reason is not None:
@@ -74,7 +79,8 @@ class TransportWSHandler(Guarded, GraphQLTransportWSHandler):
     protocol says: close code 4403 (Forbidden) with the reason, not a bare close."""
 
     async def handle_websocket_connection_init_message(self, websocket, message, client_context):
-        if not client_context.connection_init_received and self.on_connect:
+        first = not client_context.connection_init_received
+        if first and self.on_connect:
             try:
                 await self.on_connect(websocket, message.get("payload"))
             except AuthError as error:
@@ -82,7 +88,7 @@ class TransportWSHandler(Guarded, GraphQLTransportWSHandler):
                 await self.refuse(websocket, str(error))
                 return
         await super().handle_websocket_connection_init_message(websocket, message, client_context)
-        if client_context.connection_acknowledged:
+        if first and client_context.connection_acknowledged:
             self.watch(websocket, self._stopper(websocket, client_context))
 
     async def handle_websocket_subscribe(self, websocket, data, operation_id, client_context):
