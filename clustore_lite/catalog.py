@@ -89,11 +89,14 @@ ORG_OBJ = {"organization": ObjectRel("organization", "organizationId")}
 TABLES: dict[str, Table] = {
     t.name: t
     for t in [
-        _t("user", "users", {"id": TEXT, "name": TEXT, "email": TEXT},
+        # emailVerified (migration 4): the email was proved (set by the store admin or
+        # carried by a JWT's email claim); only a proved email identifies its holder
+        _t("user", "users", {"id": TEXT, "name": TEXT, "email": TEXT, "emailVerified": BOOL},
            arrays={"teams": ArrayRel("team", "userId",
                                      through=("team_member", "userId", "teamId")),
                    "memberships": ArrayRel("membership", "userId"),
-                   "organizations": ArrayRel("organization", "ownerId")}),
+                   "organizations": ArrayRel("organization", "ownerId")},
+           hidden=frozenset({"emailVerified"})),
         _t("access", "accesses",
            {"id": TEXT, "public": TEXT, "webhook": TEXT, "adminToken": TEXT,
             "contributorToken": TEXT, "guestToken": TEXT},

@@ -16,7 +16,7 @@ from .model.dataframes import Chunks, Dataframes
 from .model.entities import Accesses, Memberships, Organizations, TeamMembers, Teams, Users
 from .model.eventlog import EventDeliveries, Events
 from .model.work import Datasets, Tasks, Trackings
-from .values import check_id
+from .values import check_email, check_id
 
 # The Python collection of each table of the catalog: `store.<plural>`.
 COLLECTIONS = {cls.table_name: cls for cls in (
@@ -66,22 +66,32 @@ class Store:
         """The store admin may do anything; views of a caller check (see permissions)."""
         return row
 
-    def as_user(self, user_id: str) -> "Store":
-        """The store as an authenticated user sees and may change it."""
+    def as_user(self, user_id: str, proved_email: str | None = None) -> "Store":
+        """The store as an authenticated user sees and may change it. `proved_email`:
+        an address the caller's sign-in proved (a JWT's email claim), which that user
+        may then give itself; the embedding application vouches for it."""
         self.users.get(check_id(user_id, "user id"))
-        return CallerStore(self, Caller(user_id=check_id(user_id)))
+        return CallerStore(self, Caller(user_id=check_id(user_id),
+                                        proved_email=check_email(proved_email)))
 
     def with_token(self, token: str, user_id: str | None = None) -> "Store":
         """The store as the holder of a resource token (an access's admin, contributor
-        or guest token) sees it, alone or on top of a user's own rights."""
+        or guest token) sees it, alone or on top of a user's own rights. The view's
+        rights end when the token is regenerated or its access deleted."""
+        found = self.token_holder(token)
+        if found is None:
+            raise PermissionDenied("this token is not (or no longer) a token of any access")
+        return CallerStore(self, Caller(user_id=user_id, token_access=found[0],
+                                        token_role=found[1], token=token))
+
+    def token_holder(self, token: str) -> tuple[str, str] | None:
+        """(access id, role) that a resource token gives today, or None."""
         cases = " ".join(f"WHEN {column} THEN '{role}'"
                          for role, column in reversed(TOKEN_COLUMNS.items()))
         found = self.db.execute(
             f"SELECT id, CASE :token {cases} END FROM access "
             f"WHERE :token IN ({', '.join(TOKEN_COLUMNS.values())})", {"token": token}).fetchone()
-        if found is None:
-            raise PermissionDenied("this token is not (or no longer) a token of any access")
-        return CallerStore(self, Caller(user_id=user_id, token_access=found[0], token_role=found[1]))
+        return None if found is None else (found[0], found[1])
 
     def anonymous(self) -> "Store":
         """The store as an anonymous caller sees it: public resources only."""

@@ -46,12 +46,16 @@ def _level(expression: str) -> str:
 @dataclass(frozen=True)
 class Caller:
     """Who is asking: an authenticated user (`user_id`), the holder of one resource
-    token (`token_access`, `token_role`), both, or neither (anonymous)."""
+    token (`token` of access `token_access`, giving `token_role`), both, or neither
+    (anonymous). `proved_email` is the address the caller's credentials prove (a JWT's
+    email claim): the only one a user may give itself (access/rules.py)."""
 
     user_id: str | None = None
     token_access: str | None = None
     token_role: str | None = None
     public: bool = True  # False: only roles the caller holds itself count (inviting)
+    token: str | None = None
+    proved_email: str | None = None
 
     # -- roles, as SQL ------------------------------------------------------------
 
@@ -67,8 +71,11 @@ class Caller:
         ]
         if table in OWNED:
             parts.append(f"(CASE WHEN {alias}.ownerId = {me} THEN 3 ELSE 0 END)")
-        if self.token_access:
-            parts.append(f"(CASE WHEN {alias}.accessId = {c.bind(self.token_access)} "
+        if self.token_access:  # while the token is still the access's (not regenerated)
+            access = c.bind(self.token_access)
+            holds = (f"EXISTS (SELECT 1 FROM access WHERE id = {access} AND "
+                     f"{q(TOKEN_COLUMNS[self.token_role])} = {c.bind(self.token)})")
+            parts.append(f"(CASE WHEN {alias}.accessId = {access} AND {holds} "
                          f"THEN {LEVELS[self.token_role]} ELSE 0 END)")
         return f"max({', '.join(parts)})"
 

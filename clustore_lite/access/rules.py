@@ -101,8 +101,15 @@ class Rules:
     # -- updates ----------------------------------------------------------------------
 
     def update_user(self, row: dict, changes: dict) -> None:
+        """A user changes itself; its email only to one its sign-in proved (or none).
+        The refusal is the same whoever holds the address: it tells nothing."""
         if row["id"] != self.caller.user_id:
             raise PermissionDenied("only a user may change their own name and email")
+        email = changes.get("email")
+        if email not in (None, row["email"], self.caller.proved_email):
+            raise PermissionDenied("a user may set their email only to the address their "
+                                   "sign-in proves (their JWT's email claim); the store admin "
+                                   "sets any other")
 
     def update_access(self, row: dict, changes: dict) -> None:
         self._need("access", row["id"], "admin", "changing an access")

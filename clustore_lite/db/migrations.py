@@ -156,6 +156,15 @@ MIGRATIONS = [
     MIGRATION_2,
     # 3: deliveries remember which following memberships asked for them (issue 12).
     MIGRATION_3,
+    # 4: whether a user's email was proved (set by the store admin, or carried by a JWT's
+    # email claim). Emails of older files were accepted unchecked: trust only those that
+    # nobody changed since the user was created (by the store admin or a JWT's first
+    # sight); a self-set one may be squatted and must be proved again.
+    """
+    ALTER TABLE "user" ADD COLUMN emailVerified INTEGER NOT NULL DEFAULT 0
+        CHECK (emailVerified IN (0, 1));
+    UPDATE "user" SET emailVerified = 1 WHERE email IS NOT NULL AND updatedAt = createdAt;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

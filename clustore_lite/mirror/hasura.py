@@ -61,6 +61,8 @@ Not encoded (Hasura permissions are per role and row, not per row and column):
 - the relay must send a following membership's webhook only the events whose rows that
   member may read, and call only allowed destinations (clustore-lite's own delivery
   does both; Hasura sends every event to the one relay);
+- a user changes only its name: which email a sign-in proved is not known here, so emails
+  are the admin secret's (clustore-lite lets a user set the one its JWT carries);
 - chunk.data is the Arrow IPC bytes (bytea), not rows as JSON; algorithm is jsonb.
 """
 
@@ -155,7 +157,12 @@ def user_rule() -> dict:
                     {"team_members": {"team": role_on("team", "guest")}}]}
 
 
+# Bookkeeping no role reads: whether a user's email was proved (the store admin's).
+PRIVATE = {"user": ("emailVerified",)}
+
+
 def _columns(table: str, *leave_out: str) -> list[str]:
+    leave_out = (*leave_out, *PRIVATE.get(table, ()))
     return [c for c in TABLES[table].columns if c not in leave_out]
 
 
@@ -220,7 +227,7 @@ def permissions(table: str) -> dict:
                      _columns("tracking", "userId", *stamps), {"userId": ME}),
     }.get(table)
     update = {
-        "user": ({"id": {"_eq": ME}}, ["name", "email"]),
+        "user": ({"id": {"_eq": ME}}, ["name"]),  # an email only as proved (README: Identities)
         "organization": (role_on("organization", "admin"), ["name", "ownerId"]),
         "team": (role_on("team", "admin"), ["name"]),
         "access": (access_rule("admin"), ["public", "webhook"]),

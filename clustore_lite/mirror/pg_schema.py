@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..catalog import BLOB, BOOL, INT, JSON, TABLES
 from ..db.migrations import ROLES_CHECK
 
-MIRROR_VERSION = 1  # bump with a new step in MIRROR_UPGRADES when the DDL changes
+MIRROR_VERSION = 2  # bump with a new step in MIRROR_UPGRADES when the DDL changes
 BOOKKEEPING = "clustore_lite"
 
 # Parents before children: upserts go in this order, deletes in the reverse one.
@@ -236,4 +236,7 @@ CREATE TABLE IF NOT EXISTS {BOOKKEEPING}.pushed (
 CREATE INDEX IF NOT EXISTS pushed_by_row ON {BOOKKEEPING}.pushed("table", "key");
 """
 
-MIRROR_UPGRADES: list[str] = [MIRROR_DDL]  # step n brings a mirror from version n to n+1
+# 2: whether a user's email was proved (the store's migration 4), appended as SQLite does
+EMAIL_VERIFIED = 'ALTER TABLE public."user" ADD COLUMN "emailVerified" boolean NOT NULL DEFAULT false;'
+
+MIRROR_UPGRADES: list[str] = [MIRROR_DDL, EMAIL_VERIFIED]  # step n: version n to n+1

@@ -10,6 +10,11 @@ from .base import Collection, OwnsAccess, reference
 
 
 class Users(Collection):
+    """Users. An email is proved when the store admin set it or a JWT's email claim
+    carried it (`emailVerified`, hidden); only a proved email identifies its holder to a
+    JWT that carries only an email, and proving an address takes it from an unproved
+    holder (README "Identities, sessions and impersonation")."""
+
     table_name = "user"
     settable = {"name": v.check_name, "email": v.check_email}
 
@@ -17,7 +22,41 @@ class Users(Collection):
         values = self.checked({"name": name, "email": email})
         if id is not None:
             values["id"] = v.check_id(id)
-        return self.insert(values)
+        with self.store.transaction():
+            values = self.store.authorize("insert", "user", values)
+            self._prove(values)
+            return self.insert(values, authorize=False)
+
+    def update(self, id: str, **changes) -> v.Record:
+        values = self.checked(changes)
+        with self.store.transaction():
+            row = self.get(id)
+            self.store.authorize("update", "user", row, values)
+            self._prove(values, row["id"])
+            self.write_update(id, values)
+            return self.get(id)
+
+    def _prove(self, values: dict, user_id: str | None = None) -> None:
+        """Mark an email the caller proves (the store admin proves any) and take it from a
+        holder that never proved it; an unchanged one (all else the rules let a user
+        write) stays as proved as it was."""
+        if "email" not in values:
+            return
+        email, caller = values["email"], self.store.caller
+        if email is None:
+            values["emailVerified"] = False
+        elif caller is None or caller.proved_email == email:
+            values["emailVerified"] = True
+            self.db.execute('UPDATE "user" SET email = NULL, emailVerified = 0, updatedAt = ? '
+                            "WHERE email = ? AND NOT emailVerified AND id IS NOT ?",
+                            (v.now(), email, user_id))
+
+    def holder(self, email: str) -> tuple[str, bool] | None:
+        """(id, proved) of the user holding `email`, whoever may see it: for the
+        authenticator, which maps a JWT's email claim to a user."""
+        found = self.db.execute('SELECT id, emailVerified FROM "user" WHERE email = ?',
+                                (v.check_email(email),)).fetchone()
+        return None if found is None else (found[0], bool(found[1]))
 
 
 class Accesses(Collection):

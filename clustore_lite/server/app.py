@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 
 from ariadne.asgi import GraphQL
 from starlette.applications import Starlette
@@ -52,10 +53,10 @@ class Server:
         common = dict(context_value=self.context, error_formatter=format_error, logger=LOGGER,
                       validation_rules=[limits_rule()], query_parser=self.documents.parser,
                       query_validator=self.documents.validator)
-        self.graphql_http = GraphQL(schema, **common, websocket_handler=TransportWSHandler(
-            on_connect=self.on_connect))
-        self.graphql_ws = GraphQL(schema, **common, websocket_handler=LegacyWSHandler(
-            on_connect=self.on_connect))
+        guard = dict(on_connect=self.on_connect, reauthenticate=self.reauthenticate,
+                     lapsed=self.lapsed)
+        self.graphql_http = GraphQL(schema, **common, websocket_handler=TransportWSHandler(**guard))
+        self.graphql_ws = GraphQL(schema, **common, websocket_handler=LegacyWSHandler(**guard))
         self.app = Starlette(
             routes=[
                 Route("/ping", self.ping),
@@ -74,11 +75,37 @@ class Server:
 
     async def caller_store(self, connection, extra_headers: dict | None = None) -> Store:
         """The caller's view of the store, from the request's headers; kept in the
-        ASGI scope for the GraphQL context."""
+        ASGI scope for the GraphQL context (with the identity and the headers, which a
+        WebSocket presents again before each operation)."""
         headers = {**dict(connection.headers), **{k.lower(): v for k, v in (extra_headers or {}).items()}}
-        store = await run_in_threadpool(self.auth.store_for, headers)
-        connection.scope["clustore.store"] = store
-        return store
+        identity = await run_in_threadpool(self.auth.identify, headers)
+        connection.scope.update({"clustore.store": identity.store, "clustore.identity": identity,
+                                 "clustore.headers": headers})
+        return identity.store
+
+    async def reauthenticate(self, websocket) -> None:
+        """Before each operation on a WebSocket: its credentials again, as at connection_init
+        (one JWT decode or one token lookup); raises AuthError when they no longer hold."""
+        headers = websocket.scope.get("clustore.headers")
+        if headers is not None:
+            identity = await run_in_threadpool(self.auth.identify, headers)
+            websocket.scope.update({"clustore.store": identity.store, "clustore.identity": identity})
+
+    async def lapsed(self, websocket) -> str | None:
+        """Wait until the WebSocket's credentials lapse and say why: checked at each commit
+        (a token regenerated or its access deleted) and at a JWT's `exp`. None at once for
+        credentials that cannot lapse (the admin secret, anonymous, a JWT without exp)."""
+        while True:
+            identity = websocket.scope["clustore.identity"]
+            if not identity.can_lapse:
+                return None
+            seen = self.changes.version
+            reason = await run_in_threadpool(self.auth.lapsed, identity)
+            if reason is not None:
+                return reason
+            timeout = None if identity.expires is None else max(0.0, identity.expires - time.time()) + 0.01
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.changes.wait(seen), timeout)
 
     async def on_connect(self, websocket, payload) -> None:
         """WebSocket clients (Hasura's included) send headers in connection_init."""
@@ -139,7 +166,7 @@ class Server:
             store = await self.caller_store(request)
         except AuthError as error:
             return JSONResponse({"errors": [{"message": str(error), "extensions": {"code": error.code}}]},
-                                status_code=401)
+                                status_code=error.status)
         fast = await self._fast_answer(store, body)
         if fast is not None:
             return Response(fast.body, fast.status, media_type="application/json")

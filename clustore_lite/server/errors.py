@@ -16,7 +16,8 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 
 def store_error_response(error: ClustoreError) -> JSONResponse:
-    status = next((code for cls, code in STATUS.items() if isinstance(error, cls)), 400)
+    status = getattr(error, "status", None) or \
+        next((code for cls, code in STATUS.items() if isinstance(error, cls)), 400)
     return error_response(status, error.code, str(error))
 
 
