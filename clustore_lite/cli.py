@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -54,25 +55,49 @@ def _policy(value):
         raise click.BadParameter(str(error)) from None
 
 
+def _listed(ctx, param, values) -> list[str]:
+    """Repeated options and comma-separated environment values, as one list."""
+    return [item.strip() for value in values or () for item in value.split(",") if item.strip()]
+
+
 @main.command("serve")
 @click.argument("db", type=click.Path(dir_okay=False))
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8001, show_default=True, type=int)
-@click.option("--demo", is_flag=True, help="Fill the store with a small example first.")
-@click.option("--admin-secret", envvar="CLUSTORE_ADMIN_SECRET", help="Store admin secret "
-              "(env CLUSTORE_ADMIN_SECRET). Without one, only 127.0.0.1 may be served.")
-@click.option("--jwt-secret", envvar="CLUSTORE_JWT_SECRET",
-              help="HS256 secret of users' JWTs (env CLUSTORE_JWT_SECRET).")
-@click.option("--max-body-mb", default=256, show_default=True, type=int,
-              help="Largest request body accepted (413 beyond).")
-@click.option("--no-deliver", is_flag=True, help="Do not deliver events from this server "
-              "(run `clustore-lite deliver` elsewhere).")
-@click.option("--max-retries", default=None, type=int,
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="CLUSTORE_HOST", show_envvar=True,
+              help="Address to listen on. Without an admin secret, only a loopback one.")
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535),
+              envvar="CLUSTORE_PORT", show_envvar=True, help="Port to listen on; 0 picks a free one.")
+@click.option("--demo", is_flag=True, envvar="CLUSTORE_DEMO", show_envvar=True,
+              help="Fill the store with a small example first.")
+@click.option("--admin-secret", envvar="CLUSTORE_ADMIN_SECRET", show_envvar=True, help="Store admin secret. "
+              "Without one, every request is the store admin and only loopback is served.")
+@click.option("--jwt-secret", envvar="CLUSTORE_JWT_SECRET", show_envvar=True, help="HS256 secret of users' JWTs.")
+@click.option("--max-body-mb", default=256, show_default=True, type=click.IntRange(min=1),
+              envvar="CLUSTORE_MAX_BODY_MB", show_envvar=True, help="Largest request body accepted (413 beyond).")
+@click.option("--max-decoded-mb", default=1024, show_default=True, type=click.IntRange(min=1),
+              envvar="CLUSTORE_MAX_DECODED_MB", show_envvar=True,
+              help="Most an Arrow body may hold once decompressed.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, callback=_listed,
+              envvar="CLUSTORE_ALLOWED_HOSTS", show_envvar=True, help="A host name the server is served as, "
+              "besides addresses, localhost and this machine's name (repeat, or comma-"
+              "separated; *.example.org patterns; * for any).")
+@click.option("--cors-origin", "cors_origins", multiple=True, callback=_listed,
+              envvar="CLUSTORE_CORS_ORIGINS", show_envvar=True, help="A web page origin (https://app.example) "
+              "allowed to call the server from a browser (repeat, or comma-separated).")
+@click.option("--no-deliver", is_flag=True, envvar="CLUSTORE_NO_DELIVER", show_envvar=True,
+              help="Do not deliver events from this server (run `clustore-lite deliver`).")
+@click.option("--max-retries", default=None, type=click.IntRange(min=0),
+              envvar="CLUSTORE_MAX_RETRIES", show_envvar=True,
               help="Retries of a webhook delivery before it is dead.")
+@click.option("--log-level", default="warning", show_default=True, envvar="CLUSTORE_LOG_LEVEL", show_envvar=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--access-log", is_flag=True, envvar="CLUSTORE_ACCESS_LOG", show_envvar=True,
+              help="Log one line per request (at info level).")
 @WEBHOOK_ALLOW
-def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, no_deliver, max_retries,
+def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, max_decoded_mb,
+          allowed_hosts, cors_origins, no_deliver, max_retries, log_level, access_log,
           webhook_allow):
-    """Serve DB (created if missing) as Clustore's GraphQL API on http://HOST:PORT."""
+    """Serve DB (created if missing) as Clustore's GraphQL API on http://HOST:PORT.
+    Every option can also be set by its CLUSTORE_* environment variable."""
     import uvicorn
 
     from .server.app import create_app
@@ -81,16 +106,44 @@ def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, no_delive
     if not admin_secret and not loopback:
         raise click.UsageError(f"serving {host} without an admin secret would make everyone "
                                "store admin: set --admin-secret or CLUSTORE_ADMIN_SECRET")
-
+    sock = _listen(host, port)  # before the store file is made: a taken port changes nothing
     if demo:
         with Store(db) as store:
             demo_data.fill(store)
     app = create_app(db, admin_secret=admin_secret, jwt_secret=jwt_secret,
-                     max_body_bytes=max_body_mb << 20, deliver=not no_deliver,
+                     max_body_bytes=max_body_mb << 20, max_decoded_bytes=max_decoded_mb << 20,
+                     allowed_hosts=allowed_hosts, cors_origins=cors_origins,
+                     deliver=not no_deliver,
                      delivery_options={} if max_retries is None else {"max_retries": max_retries},
                      webhook_allow=webhook_allow)
-    click.echo(f"serving {db} on http://{host}:{port}/v1/graphql", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", ws="websockets-sansio")
+    address, real_port = sock.getsockname()[:2]
+    shown = f"[{address}]" if ":" in address else address
+    click.echo(f"serving {db} on http://{shown}:{real_port}/v1/graphql", err=True)
+    if access_log and log_level in ("critical", "error", "warning"):
+        log_level = "info"  # uvicorn logs each request at info level
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=access_log,
+                                           ws="websockets-sansio"))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C after a clean shutdown, as uvicorn.run takes it
+        pass
+    if not server.started:
+        raise ClustoreError("the server did not start (see the log above)")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or one clear line about why there is none."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as error:
+        raise ClustoreError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _is_loopback(host: str) -> bool:

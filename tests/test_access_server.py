@@ -96,7 +96,8 @@ def attempt(http: Http, admin: Http, case, operation) -> bool:
         with pa.ipc.new_stream(sink, batch.schema) as writer:
             writer.write_batch(batch)
         response = httpx.post(f"{http.url}/v1/dataframes/{frame}/chunks", content=sink.getvalue().to_pybytes(),
-                              headers=http.headers)
+                              headers={**http.headers,
+                                       "content-type": "application/vnd.apache.arrow.stream"})
         assert response.status_code in (200, 403, 404), response.text
         return response.status_code == 200
     if operation == "delete":

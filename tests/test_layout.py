@@ -12,7 +12,7 @@ MAX_LINES = 600
 # Lowest first; a module may import its own layer and the layers below it.
 LAYERS = [
     ["errors", "catalog"],
-    ["values", "arrow.codec", "arrow.files"],
+    ["values", "arrow.ipc_size", "arrow.codec", "arrow.files"],
     ["db.event_sql", "db.recipients_sql", "db.migrations", "db.connection", "db.maintenance"],
     ["query"],
     ["access.destinations", "access.roles", "access.audience"],
@@ -23,7 +23,8 @@ LAYERS = [
      "mirror.hasura"],
     ["graphql.errors", "graphql.limits", "graphql.select", "graphql.live", "graphql.mutations",
      "graphql.schema", "graphql.fastpath"],
-    ["server.errors", "server.ide", "server.websockets", "server.arrow", "server.app"],
+    ["server.errors", "server.guard", "server.bodies", "server.ide", "server.websockets",
+     "server.arrow", "server.app"],
     ["cli", "__main__", "__init__"],
 ]
 RANK = {module: rank for rank, layer in enumerate(LAYERS) for module in layer}

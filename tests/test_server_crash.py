@@ -53,7 +53,8 @@ def writer(url, frame, acknowledged, stop, rng):
             if answer.status_code == 200 and "errors" not in answer.json():
                 acknowledged["orgs"].append(f"org-{number}")
             rows = rng.randint(1, 5000)
-            answer = client.post(f"{url}/v1/dataframes/{frame}/chunks", content=arrow_bytes(number * 10_000, rows))
+            answer = client.post(f"{url}/v1/dataframes/{frame}/chunks", content=arrow_bytes(number * 10_000, rows),
+                                 headers={"content-type": "application/vnd.apache.arrow.stream"})
             if answer.status_code == 200:
                 acknowledged["appends"].append((number * 10_000, rows))
         except (httpx.HTTPError, ValueError):

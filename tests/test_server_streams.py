@@ -121,6 +121,9 @@ def test_arrow_append_over_http(served):
         assert store.dataframes.read(frame["id"]).column("x").to_pylist() == [1, 2, 3, 4, 5]
 
 
+ARROW = {"content-type": "application/vnd.apache.arrow.stream"}
+
+
 @pytest.mark.parametrize("body, status", [
     (b"garbage", 400),
     (None, 400),  # right bytes, wrong schema
@@ -135,9 +138,10 @@ def test_arrow_append_refuses_bad_streams_and_changes_nothing(served, body, stat
         with pa.ipc.new_stream(sink, batch.schema) as writer:
             writer.write_batch(batch)
         body = sink.getvalue().to_pybytes()
-    response = httpx.post(f"{url}/v1/dataframes/{frame['id']}/chunks", content=body)
+    response = httpx.post(f"{url}/v1/dataframes/{frame['id']}/chunks", content=body, headers=ARROW)
     assert response.status_code == status and response.json()["code"]
-    truncated = httpx.post(f"{url}/v1/dataframes/{frame['id']}/chunks", content=body[: len(body) // 2])
+    truncated = httpx.post(f"{url}/v1/dataframes/{frame['id']}/chunks", content=body[: len(body) // 2],
+                           headers=ARROW)
     assert truncated.status_code == 400
     with clustore_lite.open(db) as store:
         assert store.dataframes.get(frame["id"])["rows"] == 1
@@ -148,7 +152,8 @@ def test_arrow_endpoints_answer_404_for_unknown_dataframes(served):
     missing = "00000000-0000-4000-8000-000000000000"
     assert httpx.get(f"{url}/v1/dataframes/{missing}.arrow").status_code == 404
     assert httpx.get(f"{url}/v1/dataframes/not-a-uuid.arrow").status_code == 400
-    assert httpx.post(f"{url}/v1/dataframes/{missing}/chunks", content=b"x").status_code == 404
+    assert httpx.post(f"{url}/v1/dataframes/{missing}/chunks", content=b"x",
+                      headers=ARROW).status_code == 404
 
 
 def test_sigint_shuts_down_cleanly(tmp_path):

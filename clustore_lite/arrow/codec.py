@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from ..errors import InvalidValue, SchemaMismatch
+from . import ipc_size
 
 COMPRESSIONS = (None, "lz4", "zstd")
 DEFAULT_CHUNK_ROWS = 65_536
@@ -164,15 +166,19 @@ def decode(data: Any) -> list[pa.RecordBatch]:
 
 
 
-def read_stream(data: Any) -> pa.Table:
+def read_stream(data: Any, max_batch_bytes: int | None = None,
+                max_bytes: int | None = None) -> pa.Table:
     """A whole Arrow IPC stream received as bytes (an HTTP body), checked to the end
     before anything is written: it must parse, every batch must pass pyarrow's full
     validation (offsets, UTF-8, ...), and it must end with the end-of-stream marker
     and nothing after it, so that a stream cut short between two batches is refused
-    instead of being stored as a shorter dataframe."""
+    instead of being stored as a shorter dataframe. With limits, the size of each batch
+    and of the whole, once decompressed, is checked before anything is decompressed."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidValue(f"an Arrow IPC stream must be bytes, not {type(data).__name__}")
     data = bytes(data)
+    if max_batch_bytes is not None or max_bytes is not None:
+        check_decoded_size(data, max_batch_bytes, max_bytes)
     source = pa.BufferReader(pa.py_buffer(data))
     try:
         reader = ipc.open_stream(source)
@@ -189,6 +195,26 @@ def read_stream(data: Any) -> pa.Table:
         raise InvalidValue(f"the Arrow IPC stream is followed by {len(data) - end} bytes "
                            "that are not part of it")
     return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+def check_decoded_size(data: bytes, max_batch_bytes: int | None, max_bytes: int | None) -> None:
+    """Refuse a stream whose batches, once decompressed, pass the limits (a
+    decompression bomb), telling it from the messages' metadata alone."""
+    total = 0
+    try:
+        for number, size in enumerate(ipc_size.batch_sizes(data), start=1):
+            if max_batch_bytes is not None and size.bytes > max_batch_bytes:
+                raise InvalidValue(f"record batch {number} of the Arrow IPC stream holds "
+                                   f"{size.bytes} bytes once decompressed; at most "
+                                   f"{max_batch_bytes} are allowed in one batch")
+            total += size.bytes
+            if max_bytes is not None and total > max_bytes:
+                raise InvalidValue(f"the Arrow IPC stream holds more than {max_bytes} bytes "
+                                   "once decompressed, the most one request may append")
+    except (pa.ArrowException, OSError, ValueError, struct.error) as error:
+        if isinstance(error, InvalidValue):
+            raise
+        raise InvalidValue(f"the bytes are not a valid Arrow IPC stream: {error}") from None
 
 
 def check_compression(compression: str | None) -> str | None:

@@ -55,15 +55,16 @@ class Dataframes(Collection):
             self._write(frame, data, chunk_rows)
             return self.get(id)
 
-    def append_ipc(self, id: str, data: bytes,
-                   chunk_rows: int = codec.DEFAULT_CHUNK_ROWS) -> v.Record:
+    def append_ipc(self, id: str, data: bytes, chunk_rows: int = codec.DEFAULT_CHUNK_ROWS,
+                   max_batch_bytes: int | None = None, max_bytes: int | None = None) -> v.Record:
         """Append the rows of one Arrow IPC stream given as bytes (the body of
         `POST /v1/dataframes/{id}/chunks`). The whole stream is read and validated
-        before anything is written: garbage, a truncated stream or another schema
-        raise InvalidValue (SchemaMismatch) and change nothing."""
+        before anything is written: garbage, a truncated stream, another schema, or
+        (with limits) more bytes once decompressed than allowed raise InvalidValue
+        (SchemaMismatch) and change nothing."""
         v.check_id(id)
         codec.check_chunk_rows(chunk_rows)
-        return self.append(id, codec.read_stream(data), chunk_rows)
+        return self.append(id, codec.read_stream(data, max_batch_bytes, max_bytes), chunk_rows)
 
     def _write(self, frame: v.Record, data: Any, chunk_rows: int) -> None:
         schema, batches = codec.iter_batches(data)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 import time
 
@@ -14,7 +13,7 @@ from ariadne.asgi import GraphQL
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from ..access.http import Authenticator, AuthError
@@ -27,12 +26,15 @@ from ..graphql.live import Changes
 from ..graphql.schema import build_schema
 from ..store import Store
 from . import arrow
-from .errors import store_error_response, too_large
+from .bodies import Bodies, BodyRefused, decode_json, media_type
+from .errors import error_response, graphql_error_response, store_error_response
+from .guard import Guard
 from .ide import IdeAssets, ide_page
 from .websockets import LegacyWSHandler, TransportWSHandler
 
 POLL_SECONDS = 0.05
 MAX_BODY_BYTES = 256 << 20
+MAX_DECODED_BYTES = 1 << 30  # an Arrow body once decompressed
 
 
 class Server:
@@ -41,11 +43,13 @@ class Server:
     def __init__(self, path: str, max_body_bytes: int = MAX_BODY_BYTES,
                  admin_secret: str | None = None, jwt_secret: str | None = None,
                  deliver: bool = True, delivery_options: dict | None = None,
-                 webhook_allow=None):
+                 webhook_allow=None, max_decoded_bytes: int = MAX_DECODED_BYTES,
+                 allowed_hosts: list[str] = (), cors_origins: list[str] = ()):
         self.store = Store(path, webhook_allow=webhook_allow)
         self.auth = Authenticator.from_environment(self.store, admin_secret, jwt_secret)
         self.changes = Changes()
-        self.max_body_bytes = max_body_bytes
+        self.bodies = Bodies(max_body_bytes)
+        self.max_decoded_bytes = max_decoded_bytes
         self.deliver = deliver
         self.delivery_options = delivery_options or {}
         self.schema = schema = build_schema()
@@ -57,7 +61,7 @@ class Server:
                      lapsed=self.lapsed)
         self.graphql_http = GraphQL(schema, **common, websocket_handler=TransportWSHandler(**guard))
         self.graphql_ws = GraphQL(schema, **common, websocket_handler=LegacyWSHandler(**guard))
-        self.app = Starlette(
+        self.app = Guard(Starlette(
             routes=[
                 Route("/ping", self.ping),
                 Route("/v1/graphql", self.graphql, methods=["GET", "POST"]),
@@ -67,7 +71,7 @@ class Server:
                 Route("/v1/dataframes/{id}/chunks", self.append_arrow, methods=["POST"]),
             ],
             lifespan=self.lifespan,
-        )
+        ), allowed_hosts, cors_origins)
 
     def context(self, request, data=None) -> dict:
         store = request.scope.get("clustore.store", self.store)
@@ -156,44 +160,39 @@ class Server:
         return PlainTextResponse("pong")
 
     async def graphql(self, request: Request):
+        """POST /v1/graphql: the caller is known from the headers before the body is
+        read; only JSON is taken (a web form or a text/plain fetch cannot send it
+        across sites without a CORS preflight)."""
         if request.method == "GET":
             return ide_page()
-        body = await self._bounded_body(request)
-        if body is None:
-            return too_large(self.max_body_bytes)
-        request._body = body  # Starlette keeps it: Ariadne reads this copy
         try:
             store = await self.caller_store(request)
         except AuthError as error:
-            return JSONResponse({"errors": [{"message": str(error), "extensions": {"code": error.code}}]},
-                                status_code=error.status)
-        fast = await self._fast_answer(store, body)
+            return graphql_error_response(error.status, error.code, str(error))
+        if media_type(request) != "application/json":
+            return graphql_error_response(415, "validation-failed",
+                                          "a GraphQL request is a JSON body: send it with "
+                                          "Content-Type: application/json")
+        try:
+            body = await self.bodies.read(request)
+            data = await decode_json(body)
+        except BodyRefused as error:
+            return graphql_error_response(error.status, "validation-failed", str(error))
+        except ValueError as error:
+            return graphql_error_response(400, "invalid-json", str(error))
+        request._body, request._json = body, data  # Ariadne reads these, already decoded
+        fast = await self._fast_answer(store, data)
         if fast is not None:
             return Response(fast.body, fast.status, media_type="application/json")
         return await self.graphql_http.handle_request(request)
 
-    async def _fast_answer(self, store: Store, body: bytes) -> fastpath.Answer | None:
+    async def _fast_answer(self, store: Store, data) -> fastpath.Answer | None:
         """A plain query's answer spliced from SQLite's JSON (fastpath.py), or None
         when Ariadne must answer (mutations, introspection, invalid documents)."""
-        try:
-            planned = fastpath.plan(self.documents, json.loads(body))
-        except ValueError:
-            return None
+        planned = fastpath.plan(self.documents, data)
         if planned is None:
             return None
         return await run_in_threadpool(fastpath.answer, self.schema, store, *planned)
-
-    async def _bounded_body(self, request: Request) -> bytes | None:
-        """The body, or None as soon as it passes the limit (declared or streamed)."""
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return None
-        body = bytearray()
-        async for part in request.stream():
-            body += part
-            if len(body) > self.max_body_bytes:
-                return None
-        return bytes(body)
 
     async def websocket(self, websocket):
         offered = websocket.scope.get("subprotocols") or []
@@ -209,15 +208,18 @@ class Server:
         return await arrow.read_response(store, request.path_params["id"])
 
     async def append_arrow(self, request: Request):
-        body = await self._bounded_body(request)
-        if body is None:
-            return too_large(self.max_body_bytes)
+        """POST /v1/dataframes/{id}/chunks: the caller, the dataframe and the right to
+        append are checked before the body is read; only an Arrow IPC stream is taken."""
         try:
             store = await self.caller_store(request)
         except AuthError as error:
             return store_error_response(error)
-        return await arrow.append_response(store, request.path_params["id"], body)
+        if media_type(request) != arrow.ARROW_STREAM:
+            return error_response(415, "validation-failed", "send the rows as an Arrow IPC "
+                                  f"stream, with Content-Type: {arrow.ARROW_STREAM}")
+        return await arrow.append_response(store, request.path_params["id"], request,
+                                           self.bodies, self.max_decoded_bytes)
 
 
-def create_app(path: str, **options) -> Starlette:
+def create_app(path: str, **options) -> Guard:
     return Server(path, **options).app

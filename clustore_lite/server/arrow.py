@@ -4,13 +4,16 @@ chunks as one stream, POST /v1/dataframes/{id}/chunks appends one."""
 from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..errors import ClustoreError
 from ..store import Store
-from .errors import store_error_response
+from .bodies import Bodies, BodyRefused
+from .errors import error_response, store_error_response
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+MAX_BATCH_BYTES = 256 << 20  # one record batch of a body, once decompressed
 
 
 async def read_response(store: Store, frame_id: str) -> Response:
@@ -21,14 +24,22 @@ async def read_response(store: Store, frame_id: str) -> Response:
     return StreamingResponse(pieces, media_type=ARROW_STREAM)
 
 
-async def append_response(store: Store, frame_id: str, body: bytes) -> Response:
+async def append_response(store: Store, frame_id: str, request: Request, bodies: Bodies,
+                          max_decoded_bytes: int) -> Response:
+    """Append the body's rows; whether the caller may is known before it is read."""
     try:
-        frame = await run_in_threadpool(_append, store, frame_id, body)
+        await run_in_threadpool(_may_append, store, frame_id)
+        body = await bodies.read(request)
+        frame = await run_in_threadpool(
+            lambda: store.dataframes.append_ipc(  # checks the whole stream first
+                frame_id, body, max_batch_bytes=min(MAX_BATCH_BYTES, max_decoded_bytes),
+                max_bytes=max_decoded_bytes))
     except ClustoreError as error:
         return store_error_response(error)
+    except BodyRefused as error:
+        return error_response(error.status, "validation-failed", str(error))
     return JSONResponse({"id": frame["id"], "rows": frame["rows"], "size": frame["size"]})
 
 
-def _append(store: Store, frame_id: str, body: bytes):
-    store.dataframes.get(frame_id)
-    return store.dataframes.append_ipc(frame_id, body)  # checks the whole stream first
+def _may_append(store: Store, frame_id: str) -> None:
+    store.authorize("append", "dataframe", store.dataframes.get(frame_id))

@@ -1,5 +1,6 @@
-"""The JSON error answers of the server's plain HTTP routes (the Arrow endpoints, a
-body over the limit): `{"error": message, "code": Hasura's code}` and a status."""
+"""The JSON error answers of the server's routes: `{"error": message, "code": code}`
+for the plain HTTP routes (the Arrow endpoints, the guard), GraphQL's shape for
+/v1/graphql."""
 
 from __future__ import annotations
 
@@ -21,5 +22,7 @@ def store_error_response(error: ClustoreError) -> JSONResponse:
     return error_response(status, error.code, str(error))
 
 
-def too_large(limit: int) -> JSONResponse:
-    return error_response(413, "validation-failed", f"request body larger than {limit} bytes")
+def graphql_error_response(status: int, code: str, message: str) -> JSONResponse:
+    """An error of /v1/graphql itself, in GraphQL's shape."""
+    return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]},
+                        status_code=status)

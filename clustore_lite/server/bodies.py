@@ -1,0 +1,73 @@
+"""Request bodies, read only after the caller is known and within bounds: a body is
+refused as soon as it passes the limit (declared or streamed), large bodies are read
+a few at a time, and JSON is decoded off the event loop when it is large."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+
+LARGE_BYTES = 1 << 20  # bodies from here on count as large ...
+MAX_LARGE = 4  # ... and at most this many are read at once
+THREAD_JSON_BYTES = 64 << 10  # JSON this large is decoded in a thread
+
+
+class BodyRefused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+class Bodies:
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._large: asyncio.Semaphore | None = None  # made in the server's event loop
+
+    async def read(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        size = int(declared) if declared and declared.isdigit() else None
+        if size is not None and size > self.max_bytes:
+            raise BodyRefused(413, f"request body larger than {self.max_bytes} bytes")
+        if size is not None and size < LARGE_BYTES:
+            return await self._stream(request)
+        self._large = self._large or asyncio.Semaphore(MAX_LARGE)
+        if self._large.locked():
+            raise BodyRefused(429, f"{MAX_LARGE} large request bodies are being received "
+                                   "already; send this one again in a moment")
+        async with self._large:
+            return await self._stream(request)
+
+    async def _stream(self, request: Request) -> bytes:
+        body = bytearray()
+        try:
+            async for part in request.stream():
+                body += part
+                if len(body) > self.max_bytes:
+                    raise BodyRefused(413, f"request body larger than {self.max_bytes} bytes")
+        except ClientDisconnect:  # nobody is left to answer: a short note will do
+            raise BodyRefused(400, "the client went away before sending its whole body") from None
+        return bytes(body)
+
+
+async def decode_json(body: bytes) -> Any:
+    """The JSON value of `body`; ValueError with a message when it is not JSON."""
+    if len(body) < THREAD_JSON_BYTES:
+        return _decode(body)
+    return await run_in_threadpool(_decode, body)
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("the JSON body is nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"the body is not valid JSON: {error}") from None
