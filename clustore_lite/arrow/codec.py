@@ -166,15 +166,16 @@ def decode(data: Any, name: str = "a chunk", checked: bool = False) -> list[pa.R
     which kills the process (SIGSEGV) instead of raising. Full validation costs a
     pass over variable-width columns (offsets, UTF-8) and next to nothing over
     fixed-width ones. `checked` says the bytes matched a checksum taken when they
-    were written: the cheap structural validation is then enough."""
+    were written (chunk checksums, to come): the cheap structural validation is then
+    enough."""
     try:
         buffer = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
         batches = list(ipc.open_stream(buffer))
         for batch in batches:
             batch.validate(full=not checked)
-    except (pa.ArrowException, OSError, TypeError) as error:  # TypeError: NULL
-        raise DataCorrupted(f"{name} is corrupted: its bytes are not a valid Arrow IPC "
-                            f"stream ({error}); restore it from a backup or delete its "
+    except (pa.ArrowException, OSError, TypeError) as error:  # TypeError: not bytes
+        raise DataCorrupted(f"{name} is corrupted: its bytes are not valid Arrow IPC data "
+                            f"({error}); restore it from a backup or delete its "
                             "dataframe") from None
     return batches
 

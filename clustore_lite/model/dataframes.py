@@ -213,6 +213,7 @@ def _ipc_pieces(db, frame_id: str, schema: pa.Schema | None,
             if row is None:  # deleted since it was listed
                 continue
             # sent undecoded, but a client's pyarrow would crash on broken offsets
+            # (with chunk checksums, to come, a matching checksum will do instead)
             codec.decode(row[0], codec.chunk_name(frame_id, position, chunk_id))
             head, messages = codec.stream_parts(row[0])
             if not sent_schema:
