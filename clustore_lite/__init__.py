@@ -1,12 +1,12 @@
 """clustore-lite: Clustore's team data model and chunked Arrow dataframes in one
 SQLite file."""
 
-from .errors import (ClustoreError, ConstraintViolation, EventError, InvalidValue, NameTaken,
-                     NotFound, PermissionDenied, SchemaMismatch, StoreBusy, StoreVersionError,
-                     TransactionError)
+from .errors import (ClustoreError, ConstraintViolation, DataCorrupted, EventError,
+                     InvalidValue, NameTaken, NotFound, PermissionDenied, SchemaMismatch,
+                     StoreBusy, StoreReplaced, StoreVersionError, TransactionError)
 from .store import Store, open
 
 __version__ = "0.1.0"
-__all__ = ["open", "Store", "ClustoreError", "ConstraintViolation", "EventError", "InvalidValue",
-           "NameTaken", "NotFound", "PermissionDenied", "SchemaMismatch", "StoreBusy",
-           "StoreVersionError", "TransactionError"]
+__all__ = ["open", "Store", "ClustoreError", "ConstraintViolation", "DataCorrupted", "EventError",
+           "InvalidValue", "NameTaken", "NotFound", "PermissionDenied", "SchemaMismatch",
+           "StoreBusy", "StoreReplaced", "StoreVersionError", "TransactionError"]

@@ -46,12 +46,13 @@ from . import values as v
 from .access import audience
 from .access.destinations import DestinationRefused, WebhookPolicy
 from .db.connection import Database
-from .errors import InvalidValue
+from .errors import ClustoreError, InvalidValue
 from .model.eventlog import DEFAULT_MAX_RETRIES, payload
 
 log = logging.getLogger(__name__)
 RECORD_AFTER = 0.02  # seconds an outcome may wait to be recorded with others
 MAX_RESPONSE_BYTES = 65536  # read at most this much of an answer, to keep the connection
+LOG_AGAIN = 600.0  # seconds before an error that keeps coming back is logged again
 
 
 CLAIMABLE = """
@@ -172,14 +173,24 @@ class Deliverer:
 
     def run_forever(self, stop: threading.Event) -> Summary:
         """Deliver until `stop` is set, then finish the attempts in flight. Checks for
-        new events at least every `poll` seconds (at once after `wake()`). A storage
-        error is logged and retried after `poll`, so a server thread keeps running."""
+        new events at least every `poll` seconds (at once after `wake()`). Any error
+        (a lock held past the busy timeout by a long import, a replaced file, a bug)
+        pauses delivery for `poll`, then it goes on: a server's worker must outlive
+        it. Each distinct error is logged once (again after LOG_AGAIN seconds), not
+        at every try."""
+        logged, logged_at = None, 0.0
         while True:
             try:
                 return self._run(stop)
-            except apsw.Error as error:
-                log.warning("event delivery paused: %s", error)
-                stop.wait(self.poll)
+            except Exception as error:
+                key = (type(error).__name__, str(error))
+                if key != logged or time.monotonic() - logged_at >= LOG_AGAIN:
+                    expected = isinstance(error, (ClustoreError, apsw.Error))
+                    log.warning("event delivery paused, retried every %gs: %s: %s", self.poll,
+                                key[0], error, exc_info=None if expected else error)
+                    logged, logged_at = key, time.monotonic()
+                if stop.wait(self.poll):
+                    return Summary()  # stopping: do not try again
 
     def wake(self) -> None:
         """Look for due deliveries now (e.g. right after a write in the same process)."""

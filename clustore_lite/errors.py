@@ -52,6 +52,20 @@ class StoreBusy(ClustoreError):
     code = "unexpected"
 
 
+class DataCorrupted(ClustoreError):
+    """Stored bytes fail their checks (a chunk changed by another tool, a damaged
+    file): they are refused, since computing on them could crash the process."""
+
+    code = "data-corrupted"
+
+
+class StoreReplaced(ClustoreError):
+    """The store's path no longer names the file this process opened (deleted, or
+    replaced by another file): a write would go to a file nobody can open again."""
+
+    code = "store-replaced"
+
+
 class TransactionError(ClustoreError):
     """A transaction was used in a way SQLite cannot honour (a write in a read snapshot)."""
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
-from ..errors import InvalidValue, SchemaMismatch
+from ..errors import DataCorrupted, InvalidValue, SchemaMismatch
 from . import ipc_size
 
 COMPRESSIONS = (None, "lz4", "zstd")
@@ -156,14 +156,30 @@ def encode_buffer(batch: pa.RecordBatch, compression: str | None = None) -> pa.B
     return sink.getvalue()
 
 
-def decode(data: Any) -> list[pa.RecordBatch]:
-    """The record batches of one chunk (bytes or any buffer), sharing its memory."""
+def chunk_name(dataframe_id: str, position: int, chunk_id: str) -> str:
+    """How messages name a stored chunk (as `clustore-lite check` does)."""
+    return f"chunk {chunk_id} (dataframe {dataframe_id}, position {position})"
+
+
+def decode(data: Any, name: str = "a chunk", checked: bool = False) -> list[pa.RecordBatch]:
+    """The record batches of one stored chunk (bytes or any buffer), sharing its
+    memory, validated before any compute or JSON code touches them: offsets out of
+    range (bytes another tool changed) make pyarrow's kernels read out of bounds,
+    which kills the process (SIGSEGV) instead of raising. Full validation costs a
+    pass over variable-width columns (offsets, UTF-8) and next to nothing over
+    fixed-width ones. `checked` says the bytes matched a checksum taken when they
+    were written (chunk checksums, to come): the cheap structural validation is then
+    enough."""
     try:
         buffer = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
-        return list(ipc.open_stream(buffer))
-    except (pa.ArrowInvalid, OSError) as error:
-        raise InvalidValue(f"chunk bytes are not a valid Arrow IPC stream: {error}") from None
-
+        batches = list(ipc.open_stream(buffer))
+        for batch in batches:
+            batch.validate(full=not checked)
+    except (pa.ArrowException, OSError, TypeError) as error:  # TypeError: not bytes
+        raise DataCorrupted(f"{name} is corrupted: its bytes are not valid Arrow IPC data "
+                            f"({error}); restore it from a backup or delete its "
+                            "dataframe") from None
+    return batches
 
 
 def read_stream(data: Any, max_batch_bytes: int | None = None,
@@ -244,10 +260,10 @@ def describe(schema: pa.Schema) -> str:
     return ", ".join(f"{f.name}: {f.type}" for f in schema)
 
 
-def rows_json(data: bytes) -> str:
+def rows_json(data: bytes, name: str = "a chunk") -> str:
     """A chunk's rows as a JSON array of arrays in column order (GraphQL `chunk.data`).
     NaN and infinities, which JSON cannot hold, become null; timestamps ISO-8601."""
-    table = pa.Table.from_batches(decode(data))
+    table = pa.Table.from_batches(decode(data, name))
     columns = []
     for column in table.columns:
         if pa.types.is_floating(column.type):

@@ -149,7 +149,8 @@ def _report(batches, on_progress) -> Iterator[pa.RecordBatch]:
 
 def write_batches(batches: Iterator[pa.RecordBatch], schema: pa.Schema,
                   path: str | Path, format: str | None = None) -> int:
-    """Write batches to a file; answer the number of rows written."""
+    """Write batches to a file; answer the number of rows written. When reading the
+    batches fails (a corrupt chunk), the file goes: closed, it would look whole."""
     kind = guess_format(path, format)
     rows = 0
     path = str(path)
@@ -159,8 +160,13 @@ def write_batches(batches: Iterator[pa.RecordBatch], schema: pa.Schema,
         writer = pacsv.CSVWriter(path, schema)
     else:
         writer = ipc.new_file(path, schema)
-    with writer:
-        for batch in batches:
-            writer.write_batch(batch)
-            rows += batch.num_rows
+    try:
+        with writer:
+            for batch in batches:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+    except BaseException:
+        if os.path.isfile(path):
+            os.remove(path)
+        raise
     return rows

@@ -30,12 +30,13 @@ from typing import Callable
 
 import apsw
 
-from ..errors import InvalidValue, StoreBusy, StoreVersionError, TransactionError
+from ..errors import InvalidValue, StoreBusy, StoreReplaced, StoreVersionError, TransactionError
 from .migrations import LATEST, MIGRATIONS
 
 PAGE_SIZE = 65536
 BULK_BYTES = 16 << 20  # smaller writes are not worth a journal switch
 BUSY_TIMEOUT_MS = 30_000
+EMPTY_WAL_TIMEOUT_MS = 200  # a replaced file's WAL: how long to wait for readers, per try
 CACHE_KIB = 16384  # page cache per connection; bounds memory during big transactions
 MMAP_BYTES = 1 << 30  # reads map the file (measured 4-6% less CPU than pread for chunks)
 WRITEBACK_BYTES = 16 << 20  # bulk writes: flush to disk in the background this often
@@ -213,6 +214,16 @@ def database_fd(conn: apsw.Connection) -> int | None:
     return fd
 
 
+def file_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, None if there is none: a file deleted
+    or replaced (renamed over) while open keeps its inode, the path gets another."""
+    try:
+        found = os.stat(path)
+    except OSError:  # gone, or out of reach: either way not known to be the same
+        return None
+    return found.st_dev, found.st_ino
+
+
 class Writeback:
     """Pushes the pages of a bulk write to disk while it goes on.
 
@@ -259,12 +270,16 @@ class Database:
         self._all: list[apsw.Connection] = []
         self._lock = threading.Lock()
         self._functions: dict[str, tuple[Callable, int]] = {}
+        self._identity = None
+        self._wal_emptied = False
         self.conn  # open now, so that a bad file fails at open time
+        self._identity = file_identity(self.path)
 
     @property
     def conn(self) -> apsw.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            self.check_same_file()  # else a new connection opens another file, or creates one
             self._local.session = Session()
             functions = dict(self._functions)
             conn = connect(self.path, self._local.session, functions)
@@ -319,6 +334,7 @@ class Database:
         """A connection of its own in one read transaction, closed at the end: for
         reads that go on across threads (a streamed HTTP answer is read piece by
         piece, each piece in any thread of a pool) and must see one state of the file."""
+        self.check_same_file()
         conn = connect(self.path)
         try:
             conn.execute("BEGIN")
@@ -328,6 +344,9 @@ class Database:
 
     def close(self) -> None:
         with self._lock:
+            if self._all and self._identity is not None \
+                    and file_identity(self.path) != self._identity:
+                self._empty_wal(self._all[0])
             for conn in self._all:
                 conn.close()
             self._all.clear()
@@ -380,7 +399,40 @@ class Database:
         except apsw.BusyError:
             raise StoreBusy(f"another connection held the store's write lock for more than "
                             f"{BUSY_TIMEOUT_MS / 1000:g} s; try again") from None
+        if write:  # one os.stat per write transaction (README "Reliability")
+            try:
+                self.check_same_file()
+            except StoreReplaced:
+                conn.execute("ROLLBACK")
+                self._empty_wal(conn)
+                raise
         self._local.read_only = not write
+
+    def check_same_file(self) -> None:
+        """Raise StoreReplaced when the path no longer names the file opened: writes
+        would go into a deleted file (lost when the process ends) or beside the file
+        that replaced it."""
+        if self._identity is not None and file_identity(self.path) != self._identity:
+            raise StoreReplaced(
+                f"the store file {self.path} was deleted or replaced while open: writes are "
+                "refused, since they would be lost with the old file; restart on the new file")
+
+    def _empty_wal(self, conn: apsw.Connection) -> None:
+        """Once the file was replaced, move the WAL's pages into the old file and
+        truncate the WAL: it is named after the path, so the next process to open the
+        new file would replay it onto that file (SQLite skips its checkpoint on close
+        once the file has moved). Readers of the old file may delay it: tried again
+        at the next refused write, and on close."""
+        if self._wal_emptied:
+            return
+        conn.set_busy_timeout(EMPTY_WAL_TIMEOUT_MS)
+        try:
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            self._wal_emptied = not busy
+        except apsw.Error:
+            pass  # tried again later
+        finally:
+            conn.set_busy_timeout(BUSY_TIMEOUT_MS)
 
     @property
     def in_transaction(self) -> bool:

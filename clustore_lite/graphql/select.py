@@ -17,8 +17,8 @@ from graphql import (FieldNode, FragmentSpreadNode, GraphQLIncludeDirective,
                      SelectionSetNode, get_named_type)
 from graphql.execution.values import get_argument_values, get_directive_values
 
-from ..arrow.codec import rows_json
-from ..catalog import BOOL, JSON, TABLES, Table
+from ..arrow.codec import chunk_name, rows_json
+from ..catalog import BOOL, JSON, TABLES, Table, q
 from ..errors import InvalidValue
 from ..query import Compiler
 
@@ -106,7 +106,9 @@ class Selection:
             raise InvalidValue(f"{table.name} has no field {column!r}")
         ref = self.compiler.column(table, alias, column)
         if (table.name, column) == ("chunk", "data"):
-            return f"json(clustore_chunk_rows({ref}))"
+            # as a BLOB: another tool may have stored TEXT, not valid UTF-8
+            named = ", ".join(f"{alias}.{q(c)}" for c in ("dataframeId", "position", "id"))
+            return f"json(clustore_chunk_rows(CAST({ref} AS BLOB), {named}))"
         if table.columns[column] == BOOL:
             return f"(CASE {ref} WHEN 1 THEN json('true') WHEN 0 THEN json('false') END)"
         if table.columns[column] == JSON:
@@ -199,9 +201,13 @@ def selection(info) -> Selection:
 
 def json_text(db, sql: str, params: dict) -> str | None:
     """Run a statement that selects one JSON value; answer its text."""
-    conn = db.use_function("clustore_chunk_rows", rows_json, 1)  # chunk.data as rows
+    conn = db.use_function("clustore_chunk_rows", _chunk_rows, 4)  # chunk.data as rows
     row = conn.execute(f"SELECT {sql}", params).fetchone()
     return None if row is None else row[0]
+
+
+def _chunk_rows(data: bytes, dataframe_id: str, position: int, chunk_id: str) -> str:
+    return rows_json(data, chunk_name(dataframe_id, position, chunk_id))
 
 
 def run(db, sql: str, params: dict) -> Any:

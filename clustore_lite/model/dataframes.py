@@ -6,6 +6,7 @@ has no Python loop over rows."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,8 +15,10 @@ import pyarrow as pa
 
 from ..arrow import codec
 from .. import values as v
-from ..errors import InvalidValue, NotFound
+from ..errors import DataCorrupted, InvalidValue, NotFound
 from .base import Collection
+
+CHECK_AHEAD_BYTES = 8 << 20  # of an Arrow stream, validated before its HTTP answer starts
 
 
 class Dataframes(Collection):
@@ -154,26 +157,33 @@ class Dataframes(Collection):
         # across `yield` kept a read snapshot that a write in the caller's loop then had
         # to upgrade ("database is locked" when another connection had written), and
         # kept WAL checkpoints back. A BLOB handle reads straight into an Arrow buffer.
-        rowids = [row[0] for row in self.db.execute(
-            "SELECT rowid FROM chunk WHERE dataframeId = ? ORDER BY position", (id,))]
+        listed = list(self.db.execute(
+            "SELECT rowid, position, id FROM chunk WHERE dataframeId = ? ORDER BY position", (id,)))
         conn = self.db.conn
-        for rowid in rowids:
-            try:
-                blob = conn.blob_open("main", "chunk", "data", rowid, False)
-            except apsw.SQLError:
-                raise NotFound(f"dataframe {id} was deleted while it was being read") from None
-            try:
-                data = _read_blob(blob)
-            finally:
-                blob.close()
-            yield from codec.decode(data)
+        for rowid, position, chunk_id in listed:
+            name = codec.chunk_name(id, position, chunk_id)
+            data = _read_chunk(conn, rowid, name)
+            if data is None:
+                raise NotFound(f"dataframe {id} was deleted while it was being read")
+            yield from codec.decode(data, name)
 
     def ipc_stream(self, id: str) -> Iterator[bytes]:
         """The dataframe as ONE Arrow IPC stream, in pieces (GET /v1/dataframes/{id}.arrow):
-        the chunks' messages sent as stored, with no decoding. Checked and listed now;
-        the bytes are read as the pieces are taken, from one snapshot of the file."""
+        the chunks' messages sent as stored, from one snapshot of the file. Each chunk
+        is validated before its bytes are taken (else DataCorrupted): the first
+        CHECK_AHEAD_BYTES (at least one chunk) before this returns, so that a small
+        dataframe's answer can still be an error; the rest as the pieces are taken,
+        where a server can only cut its answer short."""
         self.get(id)
-        return _ipc_pieces(self.db, self._schema(id), [c["id"] for c in self.chunks(id)])
+        chunks = [(c["id"], c["position"]) for c in self.chunks(id)]
+        pieces = _ipc_pieces(self.db, id, self._schema(id), chunks)
+        ahead, size = [], 0
+        for piece in pieces:
+            ahead.append(piece)
+            size += len(piece)
+            if size >= CHECK_AHEAD_BYTES:
+                break
+        return itertools.chain(ahead, pieces)
 
     def chunks(self, id: str) -> list[v.Record]:
         self.get(id)
@@ -181,24 +191,31 @@ class Dataframes(Collection):
 
     def read_chunk(self, chunk_id: str) -> pa.Table:
         """One chunk, by its id, as a pyarrow Table."""
-        self.store.chunks.get(chunk_id)
+        chunk = self.store.chunks.get(chunk_id)
         conn = self.db.conn
         (rowid,) = conn.execute("SELECT rowid FROM chunk WHERE id = ?", (chunk_id,)).fetchone()
-        with conn.blob_open("main", "chunk", "data", rowid, False) as blob:
-            data = _read_blob(blob)
-        return pa.Table.from_batches(codec.decode(data))
+        name = codec.chunk_name(chunk["dataframeId"], chunk["position"], chunk_id)
+        data = _read_chunk(conn, rowid, name)
+        if data is None:
+            raise NotFound(f"chunk {chunk_id} was deleted while it was being read")
+        return pa.Table.from_batches(codec.decode(data, name))
 
 
-def _ipc_pieces(db, schema: pa.Schema | None, chunk_ids: list[str]) -> Iterator[bytes]:
+def _ipc_pieces(db, frame_id: str, schema: pa.Schema | None,
+                chunks: list[tuple[str, int]]) -> Iterator[bytes]:
     with db.snapshot() as conn:
         sent_schema = False
-        if not chunk_ids and schema is not None:
+        if not chunks and schema is not None:
             yield bytes(codec.schema_message(schema))
             sent_schema = True
-        for chunk_id in chunk_ids:
-            row = conn.execute("SELECT data FROM chunk WHERE id = ?", (chunk_id,)).fetchone()
+        for chunk_id, position in chunks:
+            row = conn.execute("SELECT CAST(data AS BLOB) FROM chunk WHERE id = ?",
+                               (chunk_id,)).fetchone()
             if row is None:  # deleted since it was listed
                 continue
+            # sent undecoded, but a client's pyarrow would crash on broken offsets
+            # (with chunk checksums, to come, a matching checksum will do instead)
+            codec.decode(row[0], codec.chunk_name(frame_id, position, chunk_id))
             head, messages = codec.stream_parts(row[0])
             if not sent_schema:
                 yield bytes(head)
@@ -208,12 +225,24 @@ def _ipc_pieces(db, schema: pa.Schema | None, chunk_ids: list[str]) -> Iterator[
             yield codec.END_OF_STREAM
 
 
-def _read_blob(blob) -> pa.Buffer:
-    """A chunk's bytes, read once from SQLite into an aligned pyarrow buffer: a SELECT
-    of the BLOB copied them twice (SQLite's value, then Python bytes)."""
-    buffer = pa.allocate_buffer(blob.length())
-    blob.read_into(buffer)
-    return buffer
+def _read_chunk(conn: apsw.Connection, rowid: int, name: str) -> pa.Buffer | None:
+    """A chunk's bytes (None if it is gone), read once from SQLite into an aligned
+    pyarrow buffer: a SELECT of the BLOB copied them twice (SQLite's value, then
+    Python bytes)."""
+    try:
+        blob = conn.blob_open("main", "chunk", "data", rowid, False)
+    except apsw.SQLError:  # no such row, or a value that is neither BLOB nor TEXT
+        row = conn.execute("SELECT typeof(data) FROM chunk WHERE rowid = ?", (rowid,)).fetchone()
+        if row is None:
+            return None
+        raise DataCorrupted(f"{name} is corrupted: its data is {row[0]}, not Arrow IPC "
+                            "bytes; restore it from a backup or delete its dataframe") from None
+    try:
+        buffer = pa.allocate_buffer(blob.length())
+        blob.read_into(buffer)
+        return buffer
+    finally:
+        blob.close()
 
 
 class Chunks(Collection):

@@ -3,9 +3,12 @@ chunks as one stream, POST /v1/dataframes/{id}/chunks appends one."""
 
 from __future__ import annotations
 
+import logging
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Send
 
 from ..errors import ClustoreError
 from ..store import Store
@@ -14,6 +17,26 @@ from .errors import error_response, store_error_response
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 MAX_BATCH_BYTES = 256 << 20  # one record batch of a body, once decompressed
+log = logging.getLogger(__name__)
+
+
+class CutShortOnError(StreamingResponse):
+    """A stream whose status line is already sent when a store error (a corrupt
+    chunk) comes: it ends WITHOUT the last empty piece of its chunked encoding, so the
+    server closes the connection and the client sees a broken answer. Ending it
+    normally would send a valid-looking shorter Arrow stream (readers accept a
+    stream without its end-of-stream marker)."""
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})
+        try:
+            async for piece in self.body_iterator:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        except ClustoreError as error:
+            log.error("an Arrow stream was cut short: %s", error)
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def read_response(store: Store, frame_id: str) -> Response:
@@ -21,7 +44,7 @@ async def read_response(store: Store, frame_id: str) -> Response:
         pieces = await run_in_threadpool(store.dataframes.ipc_stream, frame_id)
     except ClustoreError as error:
         return store_error_response(error)
-    return StreamingResponse(pieces, media_type=ARROW_STREAM)
+    return CutShortOnError(pieces, media_type=ARROW_STREAM)
 
 
 async def append_response(store: Store, frame_id: str, request: Request, bodies: Bodies,
