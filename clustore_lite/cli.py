@@ -101,6 +101,7 @@ def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, max_decod
     import uvicorn
 
     from .server.app import create_app
+    from .server.http_protocol import BoundedHttpProtocol
 
     loopback = host == "localhost" or _is_loopback(host)
     if not admin_secret and not loopback:
@@ -122,7 +123,7 @@ def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, max_decod
     if access_log and log_level in ("critical", "error", "warning"):
         log_level = "info"  # uvicorn logs each request at info level
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=access_log,
-                                           ws="websockets-sansio"))
+                                           http=BoundedHttpProtocol, ws="websockets-sansio"))
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # Ctrl-C after a clean shutdown, as uvicorn.run takes it

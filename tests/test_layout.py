@@ -23,7 +23,8 @@ LAYERS = [
      "mirror.hasura"],
     ["graphql.errors", "graphql.limits", "graphql.select", "graphql.live", "graphql.mutations",
      "graphql.schema", "graphql.fastpath"],
-    ["server.errors", "server.guard", "server.bodies", "server.ide", "server.websockets",
+    ["server.errors", "server.guard", "server.bodies", "server.http_protocol", "server.ide",
+     "server.websockets",
      "server.arrow", "server.app"],
     ["cli", "__main__", "__init__"],
 ]

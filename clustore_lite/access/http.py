@@ -78,6 +78,12 @@ class Authenticator:
         return self.identify(headers).store
 
     def identify(self, headers) -> Identity:
+        """Who the headers name. Headers may come from a WebSocket's connection_init
+        payload, which is any JSON: names and values must be strings."""
+        for name, value in headers.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise AuthError("invalid-headers", f"header {name!r} must have a string name "
+                                f"and value, not {type(value).__name__}", status=400)
         headers = {k.lower(): v for k, v in headers.items()}
         return self._session(self._credentials(headers), headers)
 
@@ -97,7 +103,9 @@ class Authenticator:
     def _credentials(self, headers: dict) -> Identity:
         presented = next((headers[h] for h in ADMIN_HEADERS if h in headers), None)
         if presented is not None:
-            if self.admin_secret is None or not hmac.compare_digest(presented, self.admin_secret):
+            if self.admin_secret is None or not hmac.compare_digest(
+                    presented.encode("utf-8", "surrogateescape"),
+                    self.admin_secret.encode("utf-8", "surrogateescape")):
                 raise AuthError("access-denied", "invalid admin secret")
             return Identity(self.store)
         token = headers.get(TOKEN_HEADER)

@@ -192,10 +192,10 @@ def read_stream(data: Any, max_batch_bytes: int | None = None,
     and of the whole, once decompressed, is checked before anything is decompressed."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidValue(f"an Arrow IPC stream must be bytes, not {type(data).__name__}")
-    data = bytes(data)
+    data = pa.py_buffer(data)  # no copy: a body may be hundreds of MB
     if max_batch_bytes is not None or max_bytes is not None:
         check_decoded_size(data, max_batch_bytes, max_bytes)
-    source = pa.BufferReader(pa.py_buffer(data))
+    source = pa.BufferReader(data)
     try:
         reader = ipc.open_stream(source)
         batches = list(reader)
@@ -204,16 +204,16 @@ def read_stream(data: Any, max_batch_bytes: int | None = None,
     except (pa.ArrowException, OSError) as error:
         raise InvalidValue(f"the bytes are not a valid Arrow IPC stream: {error}") from None
     end = source.tell()
-    if data[:end][-len(END_OF_STREAM):] != END_OF_STREAM:
+    if data.slice(max(0, end - len(END_OF_STREAM)), len(END_OF_STREAM)).to_pybytes() != END_OF_STREAM:
         raise InvalidValue("the Arrow IPC stream has no end-of-stream marker: it was cut "
                            "short (a stream writer writes the marker when it is closed)")
-    if end != len(data):
-        raise InvalidValue(f"the Arrow IPC stream is followed by {len(data) - end} bytes "
+    if end != data.size:
+        raise InvalidValue(f"the Arrow IPC stream is followed by {data.size - end} bytes "
                            "that are not part of it")
     return pa.Table.from_batches(batches, schema=reader.schema)
 
 
-def check_decoded_size(data: bytes, max_batch_bytes: int | None, max_bytes: int | None) -> None:
+def check_decoded_size(data, max_batch_bytes: int | None, max_bytes: int | None) -> None:
     """Refuse a stream whose batches, once decompressed, pass the limits (a
     decompression bomb), telling it from the messages' metadata alone."""
     total = 0

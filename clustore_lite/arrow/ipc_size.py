@@ -65,7 +65,8 @@ class _Table:
 def batch_sizes(data) -> Iterator[BatchSize]:
     """The size of each record or dictionary batch of the IPC stream `data`, once read.
     Raises pyarrow's errors (ArrowInvalid, struct.error as ValueError) on garbage."""
-    for message in ipc.MessageReader.open_stream(pa.py_buffer(data) if not isinstance(data, pa.Buffer) else data):
+    source = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
+    for message in ipc.MessageReader.open_stream(source):
         meta = message.metadata.to_pybytes()
         root = _Table(meta, struct.unpack_from("<I", meta, 0)[0])
         kind = root.scalar(1, "<B")

@@ -1,17 +1,27 @@
 """Live queries: a subscription answers at once, then again each time a commit changes
 its answer; identical subscriptions (same document, variables and caller) share one
-computation."""
+computation.
+
+Kept fair to everything else: at most LIVE_THREADS recomputations run at once (the
+rest of the thread pool stays free for plain queries and writes, however many
+subscriptions a commit wakes), and a connection or a caller may hold only so many."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from typing import Any, Callable
 
-from starlette.concurrency import run_in_threadpool
+import anyio
+from graphql import GraphQLError
 
 from ..errors import ClustoreError
 from .errors import graphql_error
+
+LIVE_THREADS = 2
+MAX_PER_CONNECTION = 100
+MAX_PER_CALLER = 300
 
 
 class Changes:
@@ -23,15 +33,40 @@ class Changes:
         self._event = asyncio.Event()
         self.subscribers: dict[tuple, int] = {}
         self._answers: dict[tuple, tuple[int, asyncio.Future]] = {}
+        self._open: Counter = Counter()  # subscriptions by ("connection", id) and ("caller", who)
+        self._limiter: anyio.CapacityLimiter | None = None  # made in the event loop
 
     async def answer(self, key: tuple, version: int, compute) -> Any:
         """`compute()` (run in a thread) for this key at this version, once for all
         the subscriptions that share the key."""
         found = self._answers.get(key)
         if found is None or found[0] != version:
-            found = (version, asyncio.ensure_future(run_in_threadpool(compute)))
+            found = (version, asyncio.ensure_future(self._compute(compute)))
             self._answers[key] = found
         return await asyncio.shield(found[1])
+
+    async def _compute(self, compute) -> Any:
+        self._limiter = self._limiter or anyio.CapacityLimiter(LIVE_THREADS)
+        return await anyio.to_thread.run_sync(compute, limiter=self._limiter)
+
+    def admit(self, connection: int, caller: Any) -> list[tuple]:
+        """Count one more subscription of this connection and caller, or refuse it
+        with an error that names the limit. Answers the keys to `leave` with."""
+        keys = [("connection", connection, MAX_PER_CONNECTION), ("caller", caller, MAX_PER_CALLER)]
+        for kind, who, limit in keys:
+            if self._open[kind, who] >= limit:
+                raise GraphQLError(f"this {kind} has {limit} subscriptions open already, the "
+                                   f"most one {kind} may hold: stop one first",
+                                   extensions={"code": "validation-failed"})
+        counted = [(kind, who) for kind, who, _ in keys]
+        self._open.update(counted)
+        return counted
+
+    def leave(self, counted: list[tuple]) -> None:
+        self._open.subtract(counted)
+        for key in counted:
+            if self._open[key] <= 0:
+                del self._open[key]
 
     def release(self, key: tuple) -> None:
         self.subscribers[key] -= 1
@@ -53,6 +88,7 @@ def subscription_source(answer: Callable[..., Any]):
     """A subscription's source over `answer(info, **args)`, the root field's answer."""
     async def source(_, info, **args):
         changes: Changes = info.context["changes"]
+        counted = changes.admit(id(info.context.get("request")), info.context["store"].caller)
         key = _live_key(info)
         last = object()
         changes.subscribers[key] = changes.subscribers.get(key, 0) + 1
@@ -69,6 +105,7 @@ def subscription_source(answer: Callable[..., Any]):
                 await changes.wait(seen)
         finally:
             changes.release(key)
+            changes.leave(counted)
     return source
 
 

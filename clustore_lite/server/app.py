@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from datetime import timedelta
 import time
 
 from ariadne.asgi import GraphQL
@@ -26,11 +27,11 @@ from ..graphql.live import Changes
 from ..graphql.schema import build_schema
 from ..store import Store
 from . import arrow
-from .bodies import Bodies, BodyRefused, decode_json, media_type
+from .bodies import MAX_JSON_BYTES, Bodies, BodyRefused, decode_json, media_type
 from .errors import error_response, graphql_error_response, store_error_response
 from .guard import Guard
 from .ide import IdeAssets, ide_page
-from .websockets import LegacyWSHandler, TransportWSHandler
+from .websockets import INIT_SECONDS, LegacyWSHandler, TransportWSHandler
 
 POLL_SECONDS = 0.05
 MAX_BODY_BYTES = 256 << 20
@@ -59,7 +60,8 @@ class Server:
                       query_validator=self.documents.validator)
         guard = dict(on_connect=self.on_connect, reauthenticate=self.reauthenticate,
                      lapsed=self.lapsed)
-        self.graphql_http = GraphQL(schema, **common, websocket_handler=TransportWSHandler(**guard))
+        self.graphql_http = GraphQL(schema, **common, websocket_handler=TransportWSHandler(
+            **guard, connection_init_wait_timeout=timedelta(seconds=INIT_SECONDS)))
         self.graphql_ws = GraphQL(schema, **common, websocket_handler=LegacyWSHandler(**guard))
         self.app = Guard(Starlette(
             routes=[
@@ -174,13 +176,12 @@ class Server:
                                           "a GraphQL request is a JSON body: send it with "
                                           "Content-Type: application/json")
         try:
-            body = await self.bodies.read(request)
-            data = await decode_json(body)
+            data = await decode_json(await self.bodies.read(request, MAX_JSON_BYTES))
         except BodyRefused as error:
             return graphql_error_response(error.status, "validation-failed", str(error))
         except ValueError as error:
             return graphql_error_response(400, "invalid-json", str(error))
-        request._body, request._json = body, data  # Ariadne reads these, already decoded
+        request._json = data  # Ariadne reads it, already decoded
         fast = await self._fast_answer(store, data)
         if fast is not None:
             return Response(fast.body, fast.status, media_type="application/json")

@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect, Request
 
 LARGE_BYTES = 1 << 20  # bodies from here on count as large ...
 MAX_LARGE = 4  # ... and at most this many are read at once
+MAX_JSON_BYTES = 8 << 20  # a GraphQL request, JSON rows included: big data goes as Arrow
 THREAD_JSON_BYTES = 64 << 10  # JSON this large is decoded in a thread
 
 
@@ -31,40 +32,43 @@ class Bodies:
         self.max_bytes = max_bytes
         self._large: asyncio.Semaphore | None = None  # made in the server's event loop
 
-    async def read(self, request: Request) -> bytes:
+    async def read(self, request: Request, limit: int | None = None) -> bytearray:
+        """The body (not copied again: a bytearray), within `limit` (the server's
+        body limit by default)."""
+        limit = min(limit or self.max_bytes, self.max_bytes)
         declared = request.headers.get("content-length")
         size = int(declared) if declared and declared.isdigit() else None
-        if size is not None and size > self.max_bytes:
-            raise BodyRefused(413, f"request body larger than {self.max_bytes} bytes")
+        if size is not None and size > limit:
+            raise BodyRefused(413, f"request body larger than {limit} bytes")
         if size is not None and size < LARGE_BYTES:
-            return await self._stream(request)
+            return await self._stream(request, limit)
         self._large = self._large or asyncio.Semaphore(MAX_LARGE)
         if self._large.locked():
             raise BodyRefused(429, f"{MAX_LARGE} large request bodies are being received "
                                    "already; send this one again in a moment")
         async with self._large:
-            return await self._stream(request)
+            return await self._stream(request, limit)
 
-    async def _stream(self, request: Request) -> bytes:
+    async def _stream(self, request: Request, limit: int) -> bytearray:
         body = bytearray()
         try:
             async for part in request.stream():
                 body += part
-                if len(body) > self.max_bytes:
-                    raise BodyRefused(413, f"request body larger than {self.max_bytes} bytes")
+                if len(body) > limit:
+                    raise BodyRefused(413, f"request body larger than {limit} bytes")
         except ClientDisconnect:  # nobody is left to answer: a short note will do
             raise BodyRefused(400, "the client went away before sending its whole body") from None
-        return bytes(body)
+        return body
 
 
-async def decode_json(body: bytes) -> Any:
+async def decode_json(body: bytes | bytearray) -> Any:
     """The JSON value of `body`; ValueError with a message when it is not JSON."""
     if len(body) < THREAD_JSON_BYTES:
         return _decode(body)
     return await run_in_threadpool(_decode, body)
 
 
-def _decode(body: bytes) -> Any:
+def _decode(body: bytes | bytearray) -> Any:
     try:
         return json.loads(body)
     except RecursionError:

@@ -16,7 +16,10 @@ from starlette.websockets import WebSocketDisconnected, WebSocketState
 from ..access.http import AuthError
 
 FORBIDDEN = 4403
+INIT_TIMEOUT = 4408  # graphql-transport-ws: no connection_init in time
+INIT_SECONDS = 10.0  # a socket that has not said connection_init by then is closed
 REFUSED = "clustore.refused"  # scope key: this connection is being closed with 4403
+INITIALISED = "clustore.initialised"  # scope key: connection_init was received
 
 
 class Guarded:
@@ -114,7 +117,23 @@ class LegacyWSHandler(Guarded, GraphQLWSHandler):
         super().__init__(*args, **kwargs)
         self._readers: dict[tuple[int, str], asyncio.Task] = {}
 
+    async def handle_websocket(self, websocket):
+        """As Ariadne's, closing with 4408 a socket that says no connection_init within
+        INIT_SECONDS (graphql-transport-ws does so itself; this protocol has no timer)."""
+        async def deadline():
+            await asyncio.sleep(INIT_SECONDS)
+            if not websocket.scope.get(INITIALISED) and \
+                    websocket.application_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(WebSocketDisconnected, OSError, RuntimeError):
+                    await websocket.close(code=INIT_TIMEOUT)
+        timer = asyncio.ensure_future(deadline())
+        try:
+            await super().handle_websocket(websocket)
+        finally:
+            timer.cancel()
+
     async def handle_websocket_connection_init_message(self, websocket, message):
+        websocket.scope[INITIALISED] = True
         if self.on_connect:
             try:
                 await self.on_connect(websocket, message.get("payload"))
