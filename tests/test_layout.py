@@ -13,16 +13,16 @@ MAX_LINES = 600
 LAYERS = [
     ["errors", "catalog"],
     ["values", "arrow.codec", "arrow.files"],
-    ["db.event_sql", "db.migrations", "db.connection", "db.maintenance"],
+    ["db.event_sql", "db.migrations", "db.connection", "db.maintenance", "db.sqlite_errors"],
     ["query"],
     ["access.roles"],
     ["model.base", "model.entities", "model.work", "model.dataframes", "model.eventlog"],
     ["access.rules"],
     ["store"],
     ["access.http", "demo", "delivery", "mirror.pg_schema", "mirror.postgres", "mirror.hasura"],
-    ["graphql.errors", "graphql.limits", "graphql.select", "graphql.live", "graphql.mutations",
+    ["graphql.errors", "graphql.limits", "graphql.documents", "graphql.select", "graphql.live", "graphql.mutations",
      "graphql.schema", "graphql.fastpath"],
-    ["server.errors", "server.ide", "server.websockets", "server.arrow", "server.app"],
+    ["server.errors", "server.ide", "server.subscriptions", "server.websockets", "server.arrow", "server.app"],
     ["cli", "__main__", "__init__"],
 ]
 RANK = {module: rank for rank, layer in enumerate(LAYERS) for module in layer}

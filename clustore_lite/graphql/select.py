@@ -19,6 +19,7 @@ from graphql.execution.values import get_argument_values, get_directive_values
 
 from ..arrow.codec import rows_json
 from ..catalog import BOOL, JSON, TABLES, Table, q
+from ..db.sqlite_errors import reported
 from ..errors import InvalidValue
 from ..query import Compiler
 
@@ -154,14 +155,7 @@ class Selection:
                         continue
                     count_args = self.arguments(fields_type, count_nodes[0])
                     inner, rows, _ = self._rows(table, args, correlation)
-                    counted = "*"
-                    if count_args.get("columns"):
-                        columns = ", ".join(f"{inner}.{q(c)}" for c in count_args["columns"])
-                        distinct = "DISTINCT " if count_args.get("distinct") else ""
-                        counted = f"{distinct}{columns}"
-                    elif count_args.get("distinct"):
-                        counted = f"DISTINCT {inner}.id"
-                    counts.append(f"'{_key(count_key)}', (SELECT count({counted}) FROM {rows})")
+                    counts.append(f"'{_key(count_key)}', {_count(inner, rows, count_args)}")
                 parts.append(f"'{_key(key)}', json_object({', '.join(counts)})")
         return f"json_object({', '.join(parts)})"
 
@@ -182,6 +176,20 @@ class Selection:
         return get_named_type(parent.fields[field].type)
 
 
+def _count(inner: str, rows: str, args: dict) -> str:
+    """SQL for Hasura's `count(columns:, distinct:)` over `rows` named `inner`. Hasura
+    emits PostgreSQL's COUNT((a, b)): one column counts its non-null values; several
+    count every row (a row of values is never null), or their distinct combinations."""
+    columns = [f"{inner}.{q(c)}" for c in args.get("columns") or []]
+    distinct = bool(args.get("distinct"))
+    if len(columns) > 1 and not distinct:
+        return f"(SELECT count(*) FROM {rows})"
+    if len(columns) > 1:
+        return f"(SELECT count(*) FROM (SELECT DISTINCT {', '.join(columns)} FROM {rows}))"
+    counted = columns[0] if columns else f"{inner}.id" if distinct else "*"
+    return f"(SELECT count({'DISTINCT ' if distinct else ''}{counted}) FROM {rows})"
+
+
 def _key(key: str) -> str:
     return key.replace("'", "''")
 
@@ -195,7 +203,8 @@ def selection(info) -> Selection:
 def json_text(db, sql: str, params: dict) -> str | None:
     """Run a statement that selects one JSON value; answer its text."""
     conn = db.use_function("clustore_chunk_rows", rows_json, 1)  # chunk.data as rows
-    row = conn.execute(f"SELECT {sql}", params).fetchone()
+    with reported():
+        row = conn.execute(f"SELECT {sql}", params).fetchone()
     return None if row is None else row[0]
 
 

@@ -20,13 +20,14 @@ from ..access.http import Authenticator, AuthError
 from ..db.connection import connect
 from ..delivery import Deliverer
 from ..graphql import fastpath
+from ..graphql.documents import Checked, Documents
 from ..graphql.errors import LOGGER, format_error
 from ..graphql.limits import limits_rule
 from ..graphql.live import Changes
 from ..graphql.schema import build_schema
 from ..store import Store
 from . import arrow
-from .errors import store_error_response, too_large
+from .errors import EXCEPTION_HANDLERS, graphql_errors, store_error_response, too_large
 from .ide import IdeAssets, ide_page
 from .websockets import LegacyWSHandler, TransportWSHandler
 
@@ -47,7 +48,7 @@ class Server:
         self.deliver = deliver
         self.delivery_options = delivery_options or {}
         self.schema = schema = build_schema()
-        self.documents = fastpath.Documents(schema, [limits_rule()])
+        self.documents = Documents(schema, [limits_rule()])
         common = dict(context_value=self.context, error_formatter=format_error, logger=LOGGER,
                       validation_rules=[limits_rule()], query_parser=self.documents.parser,
                       query_validator=self.documents.validator)
@@ -65,11 +66,17 @@ class Server:
                 Route("/v1/dataframes/{id}/chunks", self.append_arrow, methods=["POST"]),
             ],
             lifespan=self.lifespan,
+            exception_handlers=EXCEPTION_HANDLERS,
         )
 
-    def context(self, request, data=None) -> dict:
+    async def context(self, request, data=None) -> dict:
+        """The GraphQL context; Ariadne asks for it before it parses, so the document
+        is checked here, in a worker thread (documents.py), and its parser finds it."""
         store = request.scope.get("clustore.store", self.store)
-        return {"store": store, "changes": self.changes, "request": request}
+        context = {"store": store, "changes": self.changes, "request": request}
+        if isinstance(data, dict) and isinstance(data.get("query"), str):
+            context["document"] = await self.documents.prepare(data["query"])
+        return context
 
     async def caller_store(self, connection, extra_headers: dict | None = None) -> Store:
         """The caller's view of the store, from the request's headers; kept in the
@@ -138,21 +145,30 @@ class Server:
         except AuthError as error:
             return JSONResponse({"errors": [{"message": str(error), "extensions": {"code": error.code}}]},
                                 status_code=401)
-        fast = await self._fast_answer(store, body)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None  # Ariadne answers what is not JSON
+        except RecursionError:
+            return graphql_errors("the request's JSON is nested deeper than the JSON decoder "
+                                  "allows (about 1000 levels)")
+        checked = None
+        if isinstance(data, dict) and isinstance(data.get("query"), str):
+            checked = await self.documents.prepare(data["query"])
+            if checked.errors:  # answered as Ariadne would, without parsing again
+                return JSONResponse({"errors": [format_error(e) for e in checked.errors]}, 400)
+        fast = await run_in_threadpool(self._fast_answer, store, data, checked)
         if fast is not None:
             return Response(fast.body, fast.status, media_type="application/json")
         return await self.graphql_http.handle_request(request)
 
-    async def _fast_answer(self, store: Store, body: bytes) -> fastpath.Answer | None:
+    def _fast_answer(self, store: Store, data, checked: Checked | None) -> fastpath.Answer | None:
         """A plain query's answer spliced from SQLite's JSON (fastpath.py), or None
-        when Ariadne must answer (mutations, introspection, invalid documents)."""
-        try:
-            planned = fastpath.plan(self.documents, json.loads(body))
-        except ValueError:
-            return None
+        when Ariadne must answer (mutations, introspection, invalid variables)."""
+        planned = fastpath.plan(self.documents, data, checked)
         if planned is None:
             return None
-        return await run_in_threadpool(fastpath.answer, self.schema, store, *planned)
+        return fastpath.answer(self.schema, store, *planned)
 
     async def _bounded_body(self, request: Request) -> bytes | None:
         """The body, or None as soon as it passes the limit (declared or streamed)."""

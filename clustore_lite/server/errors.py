@@ -1,11 +1,18 @@
 """The JSON error answers of the server's plain HTTP routes (the Arrow endpoints, a
-body over the limit): `{"error": message, "code": Hasura's code}` and a status."""
+body over the limit): `{"error": message, "code": Hasura's code}` and a status; and
+the answer to SQLite's errors that escape a route (a damaged file found while
+authenticating, say)."""
 
 from __future__ import annotations
 
+import logging
+
+import apsw
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..access.http import AuthError
+from ..db.sqlite_errors import CORRUPTION, translated
 from ..errors import ClustoreError, NotFound, PermissionDenied
 
 STATUS = {NotFound: 404, PermissionDenied: 403, AuthError: 401}
@@ -22,3 +29,22 @@ def store_error_response(error: ClustoreError) -> JSONResponse:
 
 def too_large(limit: int) -> JSONResponse:
     return error_response(413, "validation-failed", f"request body larger than {limit} bytes")
+
+
+def graphql_errors(message: str, code: str = "validation-failed", status: int = 400) -> JSONResponse:
+    """A GraphQL answer with one error and no data (as Ariadne answers a bad request)."""
+    return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]},
+                        status_code=status)
+
+
+def sqlite_error_response(request: Request, error: apsw.Error) -> JSONResponse:
+    """A damaged file is answered as such (GraphQL's shape on /v1/graphql), never as a 500."""
+    ours = translated(error)
+    logging.getLogger("clustore_lite.server").error("%s %s: %s", request.method,
+                                                    request.url.path, error)
+    if request.url.path.startswith("/v1/graphql"):
+        return graphql_errors(str(ours), ours.code)
+    return error_response(409, ours.code, str(ours))
+
+
+EXCEPTION_HANDLERS = {cls: sqlite_error_response for cls in CORRUPTION}
