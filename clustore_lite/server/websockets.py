@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from ariadne.asgi.handlers import GraphQLTransportWSHandler, GraphQLWSHandler
-
 from ..access.http import AuthError
+from .subscriptions import LegacySubscriptions, TransportSubscriptions
 
 
-class TransportWSHandler(GraphQLTransportWSHandler):
+class TransportWSHandler(TransportSubscriptions):
     """Ariadne's graphql-transport-ws handler, refusing bad credentials the way the
     protocol says: close code 4403 (Forbidden) with the reason, not a bare close."""
 
@@ -26,7 +25,7 @@ class TransportWSHandler(GraphQLTransportWSHandler):
         await super().handle_websocket_connection_init_message(websocket, message, client_context)
 
 
-class LegacyWSHandler(GraphQLWSHandler):
+class LegacyWSHandler(LegacySubscriptions):
     """Ariadne's graphql-ws handler, stopping a subscription by cancelling the task
     that reads it before closing it (closing an async generator another task is
     iterating raises "already running")."""
