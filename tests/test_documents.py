@@ -83,3 +83,19 @@ def test_validation_stops_at_the_time_budget(schema):
     assert [e.message for e in errors] == [
         "checking the document took more than 1e-06 s; at most 1e-06 s are allowed"]
     assert errors[0].extensions == {"code": "validation-failed"} and len(documents) == 0
+
+
+def test_chains_of_fragments_are_refused_past_their_limit(schema):
+    """A chain of fragments each spreading the next made the shape check recurse
+    past Python's limit (found by the fuzz of test_fuzz_server.py)."""
+    documents = Documents(schema, [limits_rule()])
+
+    def chain(n: int) -> str:
+        return ("{ organizations { ...F0 } } " + " ".join(
+            f"fragment F{i} on organization {{ id ...F{i + 1} }}" for i in range(n))
+            + f" fragment F{n} on organization {{ name }}")
+
+    assert not documents.check(chain(49)).errors
+    [error] = documents.check(chain(1000)).errors
+    assert error.message == ("fragments are spread in fragments more than 50 levels deep; "
+                             "at most 50 are allowed")

@@ -1,8 +1,9 @@
 """Hostile GraphQL requests against a real server (issue 13, items 4 and 8): documents
 are bounded before they are parsed and checked off the event loop; filters past a limit,
-multi-column counts, JSON nested past the decoder and a damaged file are answered with a
-GraphQL error and a code, never a 500."""
+multi-column counts, JSON nested past the decoder (over HTTP and WebSockets) and a
+damaged file are answered with a GraphQL error and a code, never a 500."""
 
+import asyncio
 import json
 import threading
 import time
@@ -10,6 +11,7 @@ import time
 import apsw
 import httpx
 import pytest
+import websockets
 
 import clustore_lite
 from clustore_lite import demo
@@ -173,3 +175,28 @@ def test_a_damaged_file_is_answered_with_a_code_of_its_own(tmp_path):
             assert error["extensions"]["code"] == "data-corrupted", error
             assert "the store file is damaged" in error["message"]
         assert client("{ organizations { name } }") == {"organizations": [{"name": "demo-lab"}]}
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+def test_websocket_messages_nested_past_the_decoder_close_the_socket(served, protocol):
+    """Closed with 4400 (the protocol's code for a message it cannot read), not a
+    traceback and a dropped connection."""
+    url, client = served
+
+    async def send(message: str):
+        async with websockets.connect(url.replace("http", "ws") + "/v1/graphql",
+                                      subprotocols=[protocol], max_size=None) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await ws.send(message)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 30)
+            return closed.value.rcvd.code
+
+    start = "subscribe" if protocol == "graphql-transport-ws" else "start"
+    deep = ('{"id": "1", "type": "%s", "payload": {"query": "subscription { teams { id } }", '
+            '"variables": {"v": %s}}}' % (start, "[" * 50_000 + "]" * 50_000))
+    for message in (deep, "{not json"):
+        assert asyncio.run(send(message)) == 4400
+    assert client("{ teams { name } }")["teams"]

@@ -17,6 +17,7 @@ MAX_TOKENS = 10_000  # parsing is linear in tokens: ~10 us each
 MAX_DEPTH = 20  # the standard introspection query is 14 deep
 MAX_FIELDS = 2_000
 MAX_ROOT_FIELDS = 50
+MAX_SPREAD_DEPTH = 50  # fragments spread in fragments spread in ...
 CHECK_SECONDS = 5.0  # parse + validate; the limits above keep a check well under this
 LIMIT_CODE = {"code": "validation-failed"}
 
@@ -54,8 +55,11 @@ def _operation_shape(node: OperationDefinitionNode, fragments, max_depth, max_fi
     roots = [s for s in node.selection_set.selections if isinstance(s, FieldNode)]
     if len(roots) > max_root_fields:
         return f"the operation has {len(roots)} root fields; at most {max_root_fields} are allowed"
-    counter = {"fields": 0}
+    counter = {"fields": 0, "spreads": 0}
     depth = _measure(node.selection_set, fragments, 0, counter, set(), max_fields)
+    if counter["spreads"] > MAX_SPREAD_DEPTH:
+        return (f"fragments are spread in fragments more than {MAX_SPREAD_DEPTH} levels deep; "
+                f"at most {MAX_SPREAD_DEPTH} are allowed")
     if depth > max_depth:
         return f"the query is {depth} levels deep; at most {max_depth} are allowed"
     if counter["fields"] > max_fields:
@@ -99,11 +103,13 @@ def over_budget(seconds: float) -> GraphQLError:
 
 
 def _measure(selection_set, fragments, depth, counter, visiting, max_fields) -> int:
-    """The depth below `selection_set`, counting fields as it goes (stops early when
-    the count is already over the limit, so a fragment bomb costs little)."""
+    """The depth below `selection_set`, counting fields and the longest chain of
+    fragment spreads as it goes (stops early when a count is already over its limit, so
+    a fragment bomb costs little and a chain of fragments recurses little)."""
     deepest = depth
+    counter["spreads"] = max(counter["spreads"], len(visiting))
     for selection in selection_set.selections:
-        if counter["fields"] > max_fields:
+        if counter["fields"] > max_fields or counter["spreads"] > MAX_SPREAD_DEPTH:
             return deepest
         if isinstance(selection, FieldNode):
             counter["fields"] += 1

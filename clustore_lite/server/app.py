@@ -186,7 +186,11 @@ class Server:
         offered = websocket.scope.get("subprotocols") or []
         app = self.graphql_ws if "graphql-ws" in offered and "graphql-transport-ws" not in offered \
             else self.graphql_http
-        await app.handle_websocket(websocket)
+        try:
+            await app.handle_websocket(websocket)
+        except (ValueError, RecursionError):  # a message that is not JSON, or nested past the decoder
+            await websocket.close(code=4400, reason="messages must be JSON, nested less than "
+                                                    "about 1000 levels")
 
     async def read_arrow(self, request: Request):
         try:
