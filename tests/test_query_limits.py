@@ -5,9 +5,12 @@ and for a user, whose visibility makes every relationship costlier in SQL."""
 
 import itertools
 
+import apsw
 import pytest
 
 from clustore_lite import InvalidValue
+from clustore_lite.db.sqlite_errors import reported
+from clustore_lite.errors import DataCorrupted
 from clustore_lite.query import (MAX_CONDITIONS, MAX_IN_VALUES, MAX_ORDER_BY, MAX_PATTERN,
                                  MAX_TERMS, MAX_WHERE_DEPTH, MAX_WHERE_HOPS)
 
@@ -83,3 +86,18 @@ def test_the_largest_filters_within_the_limits_run(views, relationships, shape):
     for view in views.values():
         view.teams.list(where=where, order_by=[{"name": "asc"}] * MAX_ORDER_BY)
     views["user"].datasets.list(where=where)  # dataset.organization, organization.teams, ...
+
+
+def test_sqlite_errors_that_are_not_bugs_become_the_stores_own(store):
+    """What only a whole statement can exceed (SQLite's own limits), and a damaged file,
+    are reported as the caller's business; other SQL errors stay unexpected."""
+    with pytest.raises(InvalidValue, match="too large for SQLite .Expression tree is too large"):
+        with reported():
+            store.db.execute("SELECT 1" + " + 1" * 1_100)
+    with pytest.raises(DataCorrupted, match="the store file is damaged") as raised:
+        with reported():
+            raise apsw.CorruptError("database disk image is malformed")
+    assert raised.value.code == "data-corrupted"
+    with pytest.raises(apsw.SQLError, match="no such table"):
+        with reported():
+            store.db.execute("SELECT * FROM nowhere")

@@ -47,7 +47,7 @@ class InProcessServer:
 
 
 async def subscriber(url: str, protocol: str):
-    """A connected subscription on `protocol`; yields each pushed answer's team name."""
+    """A WebSocket subscribed to QUERY on `protocol`."""
     ws = await websockets.connect(url, subprotocols=[protocol], max_size=None)
     await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
     assert json.loads(await ws.recv())["type"] == "connection_ack"
@@ -57,6 +57,7 @@ async def subscriber(url: str, protocol: str):
 
 
 async def next_name(ws) -> str:
+    """The team's name in the next answer pushed on `ws`."""
     while True:
         message = json.loads(await asyncio.wait_for(ws.recv(), 30))
         if message["type"] in ("next", "data"):
@@ -76,8 +77,8 @@ async def run(url: str, store, team_id: str) -> list[int]:
             measured.append(tracemalloc.get_traced_memory()[0])
         name = f"core-{round}"
         await asyncio.to_thread(store.teams.update, team_id, name=name)
-        for ws in sockets:  # every subscriber sees every commit
-            while (seen := await next_name(ws)) != name:
+        for ws in sockets:  # every subscriber sees every commit (maybe after older ones)
+            while await next_name(ws) != name:
                 pass
     for ws in sockets:
         await ws.close()
