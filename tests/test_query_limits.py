@@ -4,6 +4,7 @@ RecursionError), and the largest shapes within the limits run, for the store adm
 and for a user, whose visibility makes every relationship costlier in SQL."""
 
 import itertools
+import uuid
 
 import apsw
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from clustore_lite import InvalidValue
 from clustore_lite.db.sqlite_errors import reported
 from clustore_lite.errors import DataCorrupted
+from clustore_lite.graphql.mutations import key_where
 from clustore_lite.query import (MAX_CONDITIONS, MAX_IN_VALUES, MAX_ORDER_BY, MAX_PATTERN,
                                  MAX_TERMS, MAX_WHERE_DEPTH, MAX_WHERE_HOPS)
 
@@ -101,3 +103,13 @@ def test_sqlite_errors_that_are_not_bugs_become_the_stores_own(store):
     with pytest.raises(apsw.SQLError, match="no such table"):
         with reported():
             store.db.execute("SELECT * FROM nowhere")
+
+
+def test_the_rows_a_mutation_touched_are_read_back_within_the_limits(store, org):
+    """A mutation's `returning` reads its rows back by key: 25,000 keys (more than one
+    _in may hold) or 3,000 team members (more than one _or) still compile and run."""
+    team = store.teams.create(org["id"], "core", members=[org["ownerId"]])
+    keys = [str(uuid.UUID(int=i)) for i in range(25_000)] + [team["id"]]
+    assert [t["id"] for t in store.teams.list(where=key_where("team", keys))] == [team["id"]]
+    pairs = [(str(uuid.UUID(int=i)), org["ownerId"]) for i in range(3_000)] + [(team["id"], org["ownerId"])]
+    assert len(store.collection("team_member").list(where=key_where("team_member", pairs))) == 1
