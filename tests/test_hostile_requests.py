@@ -17,6 +17,7 @@ import clustore_lite
 from clustore_lite import demo
 from serving import Client, running_server
 
+NOBODY = "00000000-0000-4000-8000-000000000000"
 TEAMS = "query($w: team_bool_exp, $o: [team_order_by!]) { teams(where: $w, order_by: $o) { id } }"
 SLOW = TEAMS.replace("{ teams(", "{ __typename teams(")  # not a plain query: Ariadne answers
 
@@ -164,8 +165,18 @@ def test_a_damaged_file_is_answered_with_a_code_of_its_own(tmp_path):
     with clustore_lite.open(db) as store:
         demo.fill(store)
     damage(db, "team")
+    damage(db, "access")  # read to authenticate a token, before any GraphQL
     with running_server(db, "--no-deliver") as url:
         client = Client(url)
+        token = {"x-clusauth-token": "not-a-token-of-any-access"}
+        for path in ("/v1/graphql", f"/v1/dataframes/{NOBODY}.arrow"):
+            response = client.http.request("POST" if path == "/v1/graphql" else "GET",
+                                           f"{url}{path}", json={"query": "{ teams { id } }"},
+                                           headers=token)
+            assert response.status_code < 500, response.text
+            answer = response.json()
+            code = answer["errors"][0]["extensions"]["code"] if "errors" in answer else answer["code"]
+            assert code == "data-corrupted", answer
         for document in ("{ teams { id } }", "{ __typename teams { id } }",
                          '{ organizations { name teams { name } } }',
                          'mutation { update_team(where: {}, _set: {name: "x"}) { affected_rows } }'):
