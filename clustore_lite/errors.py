@@ -75,3 +75,9 @@ class TransactionError(ClustoreError):
 def a(word: str) -> str:
     """'a team', 'an organization': for messages."""
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
+class DataCorrupted(ClustoreError):
+    """SQLite found the file damaged (a page, the header): restore a backup."""
+
+    code = "data-corrupted"

@@ -8,10 +8,16 @@ filters and ordering through relationships, aggregates, rows by key.
 
 Made with the caller's column masks, it reads every column through `Compiler.column`,
 for selecting, filtering, ordering and counting alike: a column masked on a row is
-NULL there, whatever the caller does with it."""
+NULL there, whatever the caller does with it.
+
+The limits below bound what one where/order_by may ask, for the Python API and the
+GraphQL API alike: past them a request gets an InvalidValue that names the limit
+instead of one of SQLite's errors (its defaults: 32766 parameters, LIKE patterns of
+50000 bytes, expressions 1000 levels deep) or Python's RecursionError."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from dataclasses import dataclass
@@ -33,6 +39,17 @@ ORDER = {
     "asc_nulls_first": "ASC NULLS FIRST", "desc": "DESC NULLS FIRST",
     "desc_nulls_first": "DESC NULLS FIRST", "desc_nulls_last": "DESC NULLS LAST",
 }
+
+# -- limits (see the module's docstring; README "As a server" lists them) ------------
+MAX_IN_VALUES = 10_000  # values of one _in / _nin
+MAX_TERMS = 1_000  # items of one _and / _or (joined as a balanced tree: ~10 levels)
+MAX_CONDITIONS = 10_000  # terms in all the filters of one statement
+MAX_WHERE_DEPTH = 16  # _and, _or, _not and relationships nested in one where
+MAX_WHERE_HOPS = 4  # relationships one filter goes through (see _deeper)
+MAX_ORDER_BY = 100  # order_by terms
+MAX_PATTERN = 10_000  # characters of a _like / _ilike pattern (at most 40000 bytes)
+MAX_PARAMETERS = 30_000  # values bound in one statement
+LIKES = ("_like", "_nlike", "_ilike", "_nilike")
 
 
 @dataclass
@@ -61,12 +78,17 @@ class Compiler:
         self.columns = columns
         self.params: dict[str, Any] = {}  # named, so SQL pieces can be built in any order
         self._aliases = itertools.count()
+        self._nesting = {"where": 0, "hops": 0}  # where's current depth, relationships
+        self._conditions = 0
 
     def alias(self) -> str:
         return f"t{next(self._aliases)}"
 
     def bind(self, value: Any) -> str:
         """A named parameter holding `value`."""
+        if len(self.params) >= MAX_PARAMETERS:
+            raise InvalidValue(f"the query needs more than {MAX_PARAMETERS} values; at most "
+                               f"{MAX_PARAMETERS} are allowed in one statement")
         name = f"p{len(self.params)}"
         self.params[name] = value
         return f":{name}"
@@ -128,21 +150,30 @@ class Compiler:
             return "1"
         if not isinstance(where, dict):
             raise InvalidValue(f"a where expression must be an object, not {where!r}")
-        parts = [self._term(table, alias, key, value) for key, value in where.items()]
+        with self._deeper("where", MAX_WHERE_DEPTH,
+                          "where nests _and, _or, _not and relationships"):
+            parts = [self._term(table, alias, key, value) for key, value in where.items()]
         return " AND ".join(f"({p})" for p in parts)
 
     def _term(self, table: Table, alias: str, key: str, value: Any) -> str:
-        if key == "_and":
-            return " AND ".join(f"({self.where(table, alias, w)})" for w in _listed(value)) or "1"
-        if key == "_or":
-            return " OR ".join(f"({self.where(table, alias, w)})" for w in _listed(value)) or "0"
+        self._conditions += 1
+        if self._conditions > MAX_CONDITIONS:
+            raise InvalidValue(f"the filters have more than {MAX_CONDITIONS} conditions; at "
+                               f"most {MAX_CONDITIONS} are allowed in one statement")
+        if key in ("_and", "_or"):
+            terms = _listed(value)
+            _at_most(len(terms), MAX_TERMS, f"{key} has {len(terms)} terms")
+            parts = [self.where(table, alias, w) for w in terms]
+            return _balanced(parts, key[1:].upper()) if parts else "1" if key == "_and" else "0"
         if key == "_not":
             return f"NOT ({self.where(table, alias, value)})"
         if key in table.objects or key in table.arrays:
             rel = table.objects.get(key) or table.arrays[key]
-            related = self.rows(TABLES[rel.table], where=value, via=(rel, alias))
+            with self._deeper("hops", MAX_WHERE_HOPS, "a filter goes through relationships"):
+                related = self.rows(TABLES[rel.table], where=value, via=(rel, alias))
             return f"EXISTS ({related.select('1')})"
         if key in table.columns and key not in table.hidden:
+            _check_operands(table, key, value)
             return self._column(table, alias, key, value)
         raise InvalidValue(f"{table.name} has no field {key!r} to filter on")
 
@@ -198,7 +229,10 @@ class Compiler:
         """SQL ORDER BY terms (without the keywords), always ending with the key so
         that paging with limit/offset is stable."""
         terms = []
-        for item in _listed(order_by) if order_by else []:
+        items = _listed(order_by) if order_by else []
+        count = sum(len(item) if isinstance(item, dict) else 1 for item in items)
+        _at_most(count, MAX_ORDER_BY, f"order_by has {count} terms")
+        for item in items:
             if not isinstance(item, dict):
                 raise InvalidValue(f"order_by items must be objects, not {item!r}")
             for key, direction in item.items():
@@ -225,11 +259,51 @@ class Compiler:
         return self.column(table, alias, key), ORDER[direction]
 
 
+    @contextlib.contextmanager
+    def _deeper(self, counter: str, limit: int, what: str):
+        """One level deeper in `counter`; InvalidValue past `limit` levels."""
+        self._nesting[counter] += 1
+        try:
+            if self._nesting[counter] > limit:
+                raise InvalidValue(f"{what} more than {limit} levels deep; at most {limit} "
+                                   "are allowed")
+            yield
+        finally:
+            self._nesting[counter] -= 1
+
+
 def _image_select(table: Table, image: str) -> str:
     """SELECT of the columns of `table` read from the JSON object `image` (absent
     ones, such as tokens, are NULL)."""
     columns = ", ".join(f"json_extract({image}, '$.{c}') AS {q(c)}" for c in table.columns)
     return f"SELECT {columns}"
+
+
+def _at_most(count: int, limit: int, what: str) -> None:
+    if count > limit:
+        raise InvalidValue(f"{what}; at most {limit} are allowed")
+
+
+def _check_operands(table: Table, column: str, ops: Any) -> None:
+    """The sizes of a column's operands: values of _in/_nin, patterns of _like & co."""
+    if not isinstance(ops, dict):
+        return  # _column explains what a filter on a column looks like
+    for op, value in ops.items():
+        if op in ("_in", "_nin") and isinstance(value, list):
+            _at_most(len(value), MAX_IN_VALUES,
+                     f"{op} on {table.name}.{column} has {len(value)} values")
+        elif op in LIKES and isinstance(value, str):
+            _at_most(len(value), MAX_PATTERN,
+                     f"the {op} pattern on {table.name}.{column} has {len(value)} characters")
+
+
+def _balanced(parts: list[str], operator: str) -> str:
+    """`parts` joined by AND or OR as a balanced tree: SQLite nests `a OR b OR c...`
+    one level per term, and refuses expressions over 1000 levels deep."""
+    if len(parts) == 1:
+        return f"({parts[0]})"
+    middle = len(parts) // 2
+    return f"({_balanced(parts[:middle], operator)} {operator} {_balanced(parts[middle:], operator)})"
 
 
 def _listed(value: Any) -> list:

@@ -13,7 +13,8 @@ MAX_LINES = 600
 LAYERS = [
     ["errors", "catalog"],
     ["values", "arrow.ipc_size", "arrow.codec", "arrow.files"],
-    ["db.event_sql", "db.recipients_sql", "db.migrations", "db.connection", "db.maintenance"],
+    ["db.event_sql", "db.recipients_sql", "db.migrations", "db.connection", "db.maintenance",
+     "db.sqlite_errors"],
     ["query"],
     ["access.destinations", "access.roles", "access.audience"],
     ["model.base", "model.entities", "model.work", "model.dataframes", "model.eventlog"],
@@ -21,11 +22,10 @@ LAYERS = [
     ["store"],
     ["access.http", "demo", "outbound", "delivery", "mirror.pg_schema", "mirror.postgres",
      "mirror.hasura"],
-    ["graphql.errors", "graphql.limits", "graphql.select", "graphql.live", "graphql.mutations",
-     "graphql.schema", "graphql.fastpath"],
+    ["graphql.errors", "graphql.limits", "graphql.documents", "graphql.select", "graphql.live",
+     "graphql.mutations", "graphql.schema", "graphql.fastpath"],
     ["server.errors", "server.guard", "server.bodies", "server.http_protocol", "server.ide",
-     "server.websockets",
-     "server.arrow", "server.app"],
+     "server.subscriptions", "server.websockets", "server.arrow", "server.app"],
     ["cli", "__main__", "__init__"],
 ]
 RANK = {module: rank for rank, layer in enumerate(LAYERS) for module in layer}

@@ -348,7 +348,11 @@ class Database:
                     and file_identity(self.path) != self._identity:
                 self._empty_wal(self._all[0])
             for conn in self._all:
-                conn.close()
+                try:
+                    conn.close()
+                except apsw.ThreadingViolationError:
+                    pass  # a thread still finishes a statement of a cancelled request: it
+                    # holds the last reference, and the connection closes when it is freed
             self._all.clear()
         self._local = threading.local()
 

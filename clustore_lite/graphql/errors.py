@@ -7,9 +7,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+import apsw
 from graphql import GraphQLError
 from starlette.concurrency import run_in_threadpool
 
+from ..db.sqlite_errors import translated
 from ..errors import ClustoreError
 
 
@@ -22,6 +24,11 @@ async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
         return await run_in_threadpool(function, *args)
     except ClustoreError as error:
         raise graphql_error(error) from None
+    except apsw.Error as error:
+        ours = translated(error)
+        if ours is None:
+            raise
+        raise graphql_error(ours) from None
 
 
 def error_code(error: GraphQLError) -> str:

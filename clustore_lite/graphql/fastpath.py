@@ -8,74 +8,28 @@ time of a 50-row list went to that walk). Anything else (mutations, subscription
 introspection, documents or variables that do not validate) takes the ordinary path
 through Ariadne; an error of the store in a root field is answered here, in Ariadne's shape.
 
-Parsing and validating a document depend only on its text: both are cached."""
+Documents are checked (parsed, validated, cached) by documents.py."""
 
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (FieldNode, GraphQLError, GraphQLNonNull, GraphQLSchema,
-                     OperationDefinitionNode, OperationType, get_named_type, parse,
-                     specified_rules, validate)
+                     OperationDefinitionNode, OperationType, get_named_type)
 from graphql.execution.values import get_variable_values
 
 from ..catalog import TABLES
 from ..errors import ClustoreError
 from ..query import Compiler
+from .documents import Checked, Documents
 from .errors import LOGGER, format_error
 from .schema import root_fields
 from .select import Selection, json_text
 
 # root query field -> (table, list | aggregate | pk)
 ROOTS = {field: (table, kind) for table in TABLES for field, kind in root_fields(table).items()}
-
-
-class Documents:
-    """Parsed and validated documents by text (least recently used first out)."""
-
-    def __init__(self, schema: GraphQLSchema, rules, size: int = 1024):
-        self.schema = schema
-        self.rules = (*specified_rules, *rules)
-        self.size = size
-        self._cache: OrderedDict[str, tuple[Any, list]] = OrderedDict()
-        self._errors: dict[int, list] = {}  # id(document) -> errors, for cached documents
-
-    def get(self, text: str):
-        """(document, validation errors), or (None, errors) when it does not parse."""
-        found = self._cache.get(text)
-        if found is not None:
-            self._cache.move_to_end(text)
-            return found
-        try:
-            document = parse(text)
-            errors = validate(self.schema, document, self.rules)
-        except GraphQLError as error:
-            document, errors = None, [error]
-        self._cache[text] = (document, errors)
-        if document is not None:
-            self._errors[id(document)] = errors
-        if len(self._cache) > self.size:
-            evicted, _ = self._cache.popitem(last=False)[1]
-            if evicted is not None:
-                self._errors.pop(id(evicted), None)
-        return document, errors
-
-    def parser(self, context, data):
-        """Ariadne's query_parser: the cached parse."""
-        document, errors = self.get(data["query"])
-        if document is None:
-            raise errors[0]
-        return document
-
-    def validator(self, schema, document, rules=None, max_errors=None, **_):
-        """Ariadne's query_validator: the cached validation of a cached document."""
-        errors = self._errors.get(id(document))
-        if errors is not None:
-            return errors
-        return validate(schema, document, rules, max_errors=max_errors)
 
 
 @dataclass
@@ -89,16 +43,19 @@ class Info:
     context: dict = field(default_factory=dict)
 
 
-def plan(documents: Documents, data: Any):
+def plan(documents: Documents, data: Any, checked: Checked | None = None):
     """For a plain query over the store's root fields: (operation, fragments,
-    variables); None when the ordinary path must answer."""
+    variables); None when the ordinary path must answer. `checked` is the document
+    already checked for this request, if it was."""
     if not isinstance(data, dict) or not isinstance(data.get("query"), str):
         return None
     variables = data.get("variables") or {}
     if not isinstance(variables, dict):
         return None
-    document, errors = documents.get(data["query"])
-    if document is None or errors:
+    if checked is None or checked.text != data["query"]:
+        checked = documents.check(data["query"])
+    document = checked.document
+    if document is None or checked.errors:
         return None
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     name = data.get("operationName")

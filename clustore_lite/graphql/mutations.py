@@ -13,6 +13,7 @@ from graphql import get_named_type
 from ..arrow import codec
 from ..catalog import TABLES, snake
 from ..errors import InvalidValue, PermissionDenied
+from ..query import MAX_IN_VALUES, MAX_TERMS
 from .errors import in_thread
 from .select import run, selection
 CONSTRAINTS = {
@@ -138,10 +139,15 @@ class Inserter:
         return existing["id"]
 
 
-def _key_where(table: str, keys: list) -> dict:
+def key_where(table: str, keys: list) -> dict:
+    """A where for the rows with these keys, cut in pieces within query.py's limits
+    (a mutation may touch more rows than one _in or _or may hold)."""
     if table == "team_member":
-        return {"_or": [{"teamId": {"_eq": t}, "userId": {"_eq": u}} for t, u in keys]}
-    return {"id": {"_in": list(keys)}}
+        pairs = [{"teamId": {"_eq": t}, "userId": {"_eq": u}} for t, u in keys]
+        return {"_or": [{"_or": pairs[i:i + MAX_TERMS]} for i in range(0, len(pairs), MAX_TERMS)]}
+    keys = list(keys)
+    return {"_or": [{"id": {"_in": keys[i:i + MAX_IN_VALUES]}}
+                    for i in range(0, len(keys), MAX_IN_VALUES)]}
 
 
 def _returning(info, table: str, keys: list, one: bool) -> Any:
@@ -153,7 +159,7 @@ def _returning(info, table: str, keys: list, one: bool) -> Any:
     if one:
         if not keys:
             return None
-        sql = select.list_json(TABLES[table], {"where": _key_where(table, keys)}, gql_type, nodes)
+        sql = select.list_json(TABLES[table], {"where": key_where(table, keys)}, gql_type, nodes)
         rows = run(store.db, sql, select.compiler.params)
         return rows[0] if rows else None
     answer = {}
@@ -163,7 +169,7 @@ def _returning(info, table: str, keys: list, one: bool) -> Any:
             answer[key] = None  # filled in by the caller
         elif name == "returning":
             row_type = get_named_type(gql_type.fields["returning"].type)
-            sql = select.list_json(TABLES[table], {"where": _key_where(table, keys)}, row_type,
+            sql = select.list_json(TABLES[table], {"where": key_where(table, keys)}, row_type,
                                    field_nodes)
             answer[key] = run(store.db, sql, select.compiler.params)
     return answer

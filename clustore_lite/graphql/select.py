@@ -19,6 +19,7 @@ from graphql.execution.values import get_argument_values, get_directive_values
 
 from ..arrow.codec import chunk_name, rows_json
 from ..catalog import BOOL, JSON, TABLES, Table, q
+from ..db.sqlite_errors import reported
 from ..errors import InvalidValue
 from ..query import Compiler
 
@@ -154,23 +155,26 @@ class Selection:
                         continue
                     count_args = self.arguments(fields_type, count_nodes[0])
                     inner, rows, _ = self._rows(table, args, correlation)
-                    counted = self._counted(table, inner, count_args)
-                    counts.append(f"'{_key(count_key)}', (SELECT count({counted}) FROM {rows})")
+                    counts.append(f"'{_key(count_key)}', {self._count(table, inner, rows, count_args)}")
                 parts.append(f"'{_key(key)}', json_object({', '.join(counts)})")
         return f"json_object({', '.join(parts)})"
 
-    def _counted(self, table: Table, alias: str, args: dict) -> str:
-        """What `count(columns:, distinct:)` counts: rows, or the rows whose listed
-        columns are all non-NULL as the caller reads them (a masked one is NULL),
-        distinct on those values when asked."""
-        names = args.get("columns") or (list(table.key) if args.get("distinct") else [])
-        if not names:
-            return "*"
+    def _count(self, table: Table, alias: str, rows: str, args: dict) -> str:
+        """SQL for Hasura's `count(columns:, distinct:)` over `rows` named `alias`, the
+        columns as the caller reads them (a masked one is NULL). Hasura emits
+        PostgreSQL's COUNT((a, b)): one column counts its non-null values; several count
+        every row (a row of values is never null), or their distinct combinations."""
+        names = args.get("columns") or []
+        distinct = bool(args.get("distinct"))
+        if distinct and not names:
+            names = list(table.key)  # team_member has no id
         refs = [self.compiler.column(table, alias, name) for name in names]
-        value = refs[0] if len(refs) == 1 else (
-            f"(CASE WHEN {' AND '.join(f'{ref} IS NOT NULL' for ref in refs)} "
-            f"THEN json_array({', '.join(refs)}) END)")
-        return f"DISTINCT {value}" if args.get("distinct") else value
+        if len(refs) > 1 and not distinct:
+            return f"(SELECT count(*) FROM {rows})"
+        if len(refs) > 1:
+            return f"(SELECT count(*) FROM (SELECT DISTINCT {', '.join(refs)} FROM {rows}))"
+        counted = refs[0] if refs else "*"
+        return f"(SELECT count({'DISTINCT ' if distinct else ''}{counted}) FROM {rows})"
 
     def root_json(self, table: Table, kind: str, args: dict, gql_type, nodes) -> str:
         """SQL for a root field: kind is list, aggregate or pk (one row by its key)."""
@@ -189,6 +193,7 @@ class Selection:
         return get_named_type(parent.fields[field].type)
 
 
+
 def _key(key: str) -> str:
     return key.replace("'", "''")
 
@@ -202,7 +207,8 @@ def selection(info) -> Selection:
 def json_text(db, sql: str, params: dict) -> str | None:
     """Run a statement that selects one JSON value; answer its text."""
     conn = db.use_function("clustore_chunk_rows", _chunk_rows, 4)  # chunk.data as rows
-    row = conn.execute(f"SELECT {sql}", params).fetchone()
+    with reported():
+        row = conn.execute(f"SELECT {sql}", params).fetchone()
     return None if row is None else row[0]
 
 

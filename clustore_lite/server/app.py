@@ -7,20 +7,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from datetime import timedelta
 import time
+from datetime import timedelta
 
 from ariadne.asgi import GraphQL
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from ..access.http import Authenticator, AuthError
 from ..db.connection import connect
 from ..delivery import Deliverer
 from ..graphql import fastpath
+from ..graphql.documents import Checked, Documents
 from ..graphql.errors import LOGGER, format_error
 from ..graphql.limits import limits_rule
 from ..graphql.live import Changes
@@ -28,7 +29,8 @@ from ..graphql.schema import build_schema
 from ..store import Store
 from . import arrow
 from .bodies import MAX_JSON_BYTES, Bodies, BodyRefused, decode_json, media_type
-from .errors import error_response, graphql_error_response, store_error_response
+from .errors import (EXCEPTION_HANDLERS, error_response, graphql_error_response,
+                     store_error_response)
 from .guard import Guard
 from .ide import IdeAssets, ide_page
 from .websockets import INIT_SECONDS, LegacyWSHandler, TransportWSHandler
@@ -54,7 +56,7 @@ class Server:
         self.deliver = deliver
         self.delivery_options = delivery_options or {}
         self.schema = schema = build_schema()
-        self.documents = fastpath.Documents(schema, [limits_rule()])
+        self.documents = Documents(schema, [limits_rule()])
         common = dict(context_value=self.context, error_formatter=format_error, logger=LOGGER,
                       validation_rules=[limits_rule()], query_parser=self.documents.parser,
                       query_validator=self.documents.validator)
@@ -73,11 +75,17 @@ class Server:
                 Route("/v1/dataframes/{id}/chunks", self.append_arrow, methods=["POST"]),
             ],
             lifespan=self.lifespan,
+            exception_handlers=EXCEPTION_HANDLERS,
         ), allowed_hosts, cors_origins)
 
-    def context(self, request, data=None) -> dict:
+    async def context(self, request, data=None) -> dict:
+        """The GraphQL context; Ariadne asks for it before it parses, so the document
+        is checked here, in a worker thread (documents.py), and its parser finds it."""
         store = request.scope.get("clustore.store", self.store)
-        return {"store": store, "changes": self.changes, "request": request}
+        context = {"store": store, "changes": self.changes, "request": request}
+        if isinstance(data, dict) and isinstance(data.get("query"), str):
+            context["document"] = await self.documents.prepare(data["query"])
+        return context
 
     async def caller_store(self, connection, extra_headers: dict | None = None) -> Store:
         """The caller's view of the store, from the request's headers; kept in the
@@ -182,24 +190,33 @@ class Server:
         except ValueError as error:
             return graphql_error_response(400, "invalid-json", str(error))
         request._json = data  # Ariadne reads it, already decoded
-        fast = await self._fast_answer(store, data)
+        checked = None
+        if isinstance(data, dict) and isinstance(data.get("query"), str):
+            checked = await self.documents.prepare(data["query"])
+            if checked.errors:  # answered as Ariadne would, without parsing again
+                return JSONResponse({"errors": [format_error(e) for e in checked.errors]}, 400)
+        fast = await run_in_threadpool(self._fast_answer, store, data, checked)
         if fast is not None:
             return Response(fast.body, fast.status, media_type="application/json")
         return await self.graphql_http.handle_request(request)
 
-    async def _fast_answer(self, store: Store, data) -> fastpath.Answer | None:
+    def _fast_answer(self, store: Store, data, checked: Checked | None) -> fastpath.Answer | None:
         """A plain query's answer spliced from SQLite's JSON (fastpath.py), or None
-        when Ariadne must answer (mutations, introspection, invalid documents)."""
-        planned = fastpath.plan(self.documents, data)
+        when Ariadne must answer (mutations, introspection, invalid variables)."""
+        planned = fastpath.plan(self.documents, data, checked)
         if planned is None:
             return None
-        return await run_in_threadpool(fastpath.answer, self.schema, store, *planned)
+        return fastpath.answer(self.schema, store, *planned)
 
     async def websocket(self, websocket):
         offered = websocket.scope.get("subprotocols") or []
         app = self.graphql_ws if "graphql-ws" in offered and "graphql-transport-ws" not in offered \
             else self.graphql_http
-        await app.handle_websocket(websocket)
+        try:
+            await app.handle_websocket(websocket)
+        except (ValueError, RecursionError):  # a message that is not JSON, or nested past the decoder
+            await websocket.close(code=4400, reason="messages must be JSON, nested less than "
+                                                    "about 1000 levels")
 
     async def read_arrow(self, request: Request):
         try:

@@ -1,12 +1,18 @@
 """The JSON error answers of the server's routes: `{"error": message, "code": code}`
 for the plain HTTP routes (the Arrow endpoints, the guard), GraphQL's shape for
-/v1/graphql."""
+/v1/graphql; and the answer to SQLite's errors that escape a route (a damaged file
+found while authenticating, say)."""
 
 from __future__ import annotations
 
+import logging
+
+import apsw
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..access.http import AuthError
+from ..db.sqlite_errors import CORRUPTION, translated
 from ..errors import ClustoreError, NotFound, PermissionDenied
 
 STATUS = {NotFound: 404, PermissionDenied: 403, AuthError: 401}
@@ -26,3 +32,16 @@ def graphql_error_response(status: int, code: str, message: str) -> JSONResponse
     """An error of /v1/graphql itself, in GraphQL's shape."""
     return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]},
                         status_code=status)
+
+
+def sqlite_error_response(request: Request, error: apsw.Error) -> JSONResponse:
+    """A damaged file is answered as such (GraphQL's shape on /v1/graphql), never as a 500."""
+    ours = translated(error)
+    logging.getLogger("clustore_lite.server").error("%s %s: %s", request.method,
+                                                    request.url.path, error)
+    if request.url.path.startswith("/v1/graphql"):
+        return graphql_error_response(400, ours.code, str(ours))
+    return error_response(409, ours.code, str(ours))
+
+
+EXCEPTION_HANDLERS = {cls: sqlite_error_response for cls in CORRUPTION}

@@ -10,10 +10,10 @@ import asyncio
 import contextlib
 from typing import Awaitable, Callable
 
-from ariadne.asgi.handlers import GraphQLTransportWSHandler, GraphQLWSHandler
 from starlette.websockets import WebSocketDisconnected, WebSocketState
 
 from ..access.http import AuthError
+from .subscriptions import LegacySubscriptions, TransportSubscriptions
 
 FORBIDDEN = 4403
 INIT_TIMEOUT = 4408  # graphql-transport-ws: no connection_init in time
@@ -77,7 +77,7 @@ class Guarded:
                 await websocket.close(code=FORBIDDEN, reason=reason[:120])
 
 
-class TransportWSHandler(Guarded, GraphQLTransportWSHandler):
+class TransportWSHandler(Guarded, TransportSubscriptions):
     """Ariadne's graphql-transport-ws handler, refusing bad credentials the way the
     protocol says: close code 4403 (Forbidden) with the reason, not a bare close."""
 
@@ -107,7 +107,7 @@ class TransportWSHandler(Guarded, GraphQLTransportWSHandler):
         return stop
 
 
-class LegacyWSHandler(Guarded, GraphQLWSHandler):
+class LegacyWSHandler(Guarded, LegacySubscriptions):
     """Ariadne's graphql-ws handler, stopping a subscription by cancelling the task
     that reads it before closing it (closing an async generator another task is
     iterating raises "already running"), and refusing credentials with
