@@ -11,6 +11,7 @@ from graphql import GraphQLError
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import ClustoreError
+from .error_paths import error_path
 
 
 def graphql_error(error: ClustoreError) -> GraphQLError:
@@ -39,10 +40,12 @@ def error_code(error: GraphQLError) -> str:
 
 
 def format_error(error: GraphQLError, debug: bool = False) -> dict:
-    """Every error carries a code (Hasura's where one fits); never a stack trace."""
+    """Every error carries a code (Hasura's where one fits) and Hasura's JSON path of
+    where it lies; never a stack trace."""
     formatted = error.formatted
     extensions = dict(formatted.get("extensions") or {})
     extensions.setdefault("code", error_code(error))
+    extensions.setdefault("path", error_path(error))
     if extensions["code"] == "unexpected":
         formatted["message"] = f"unexpected error: {error.message}"
     formatted["extensions"] = extensions

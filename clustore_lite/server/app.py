@@ -14,7 +14,7 @@ from ariadne.asgi import GraphQL
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from ..access.http import Authenticator, AuthError
@@ -26,7 +26,7 @@ from ..graphql.limits import limits_rule
 from ..graphql.live import Changes
 from ..graphql.schema import build_schema
 from ..store import Store
-from . import arrow
+from . import arrow, graphql_http
 from .bodies import MAX_JSON_BYTES, Bodies, BodyRefused, decode_json, media_type
 from .errors import error_response, graphql_error_response, store_error_response
 from .guard import Guard
@@ -169,8 +169,9 @@ class Server:
             return ide_page()
         try:
             store = await self.caller_store(request)
-        except AuthError as error:
-            return graphql_error_response(error.status, error.code, str(error))
+        except AuthError as error:  # Hasura answers credentials' errors with 200 too
+            return graphql_http.answer_json(graphql_http.dumps(
+                graphql_http.error_body(error.code, str(error))))
         if media_type(request) != "application/json":
             return graphql_error_response(415, "validation-failed",
                                           "a GraphQL request is a JSON body: send it with "
@@ -180,12 +181,17 @@ class Server:
         except BodyRefused as error:
             return graphql_error_response(error.status, "validation-failed", str(error))
         except ValueError as error:
-            return graphql_error_response(400, "invalid-json", str(error))
-        request._json = data  # Ariadne reads it, already decoded
+            return graphql_http.answer_json(graphql_http.dumps(
+                graphql_http.error_body("invalid-json", str(error))))
+        return await graphql_http.respond(data, lambda operation: self._answer(request, store, operation))
+
+    async def _answer(self, request: Request, store: Store, data) -> str:
+        """The JSON text of one operation's answer: from the fast path, else Ariadne's."""
         fast = await self._fast_answer(store, data)
         if fast is not None:
-            return Response(fast.body, fast.status, media_type="application/json")
-        return await self.graphql_http.handle_request(request)
+            return fast.body
+        _, result = await self.graphql_http.http_handler.execute_graphql_query(request, data)
+        return graphql_http.dumps(result)
 
     async def _fast_answer(self, store: Store, data) -> fastpath.Answer | None:
         """A plain query's answer spliced from SQLite's JSON (fastpath.py), or None

@@ -1,0 +1,115 @@
+"""Hasura's wire contract on /v1/graphql, through the real server and the real `gql`
+client: every GraphQL error answers 200 with `extensions.code` and `extensions.path`,
+transport refusals keep their 4xx."""
+
+from __future__ import annotations
+
+import httpx
+import jwt
+import pytest
+from gql import Client as GqlClient
+from gql import gql
+from gql.transport.exceptions import TransportQueryError
+from gql.transport.httpx import HTTPXTransport
+from gql.transport.requests import RequestsHTTPTransport
+
+import clustore_lite
+from serving import running_server
+
+ADMIN, JWT_SECRET = "wire-admin-secret", "wire-jwt-secret-of-32-bytes-or-more!"
+HEADERS = {"X-Hasura-Admin-Secret": ADMIN}
+
+
+@pytest.fixture(scope="module")
+def wire(tmp_path_factory):
+    db = tmp_path_factory.mktemp("wire") / "store.sqlite"
+    with clustore_lite.open(db) as store:
+        owner = store.users.create("olga")["id"]
+        store.organizations.create("taken", owner_id=owner)
+    env = {"CLUSTORE_ADMIN_SECRET": ADMIN, "CLUSTORE_JWT_SECRET": JWT_SECRET}
+    with running_server(db, env=env) as url:
+        yield url, db
+
+
+def post(url: str, body=None, headers=None) -> httpx.Response:
+    """POST a JSON body with the admin secret, or with `headers` instead."""
+    return httpx.post(f"{url}/v1/graphql", json=body,
+                      headers=HEADERS if headers is None else headers, timeout=30)
+
+
+def only_error(response: httpx.Response) -> dict:
+    assert response.status_code == 200, (response.status_code, response.text)
+    body = response.json()
+    assert len(body["errors"]) == 1, body
+    return body["errors"][0]
+
+
+# -- 1. errors answer 200, with Hasura's code and path ---------------------------------
+
+@pytest.mark.parametrize("query, variables, code, path", [
+    ('{ organizations(where: {name: {_eqq: "x"}}) { id } }', None, "validation-failed",
+     "$.selectionSet.organizations.args.where.name._eqq"),
+    ("{ organizations { nope } }", None, "validation-failed",
+     "$.selectionSet.organizations.selectionSet.nope"),
+    ('{ o: organization(id: "not-a-uuid") { name } }', None, "validation-failed",
+     "$.selectionSet.o.args.id"),
+    ("{ organizations { name }", None, "validation-failed", "$.query"),
+    ("query($id: uuid!) { organization(id: $id) { name } }", {}, "validation-failed", "$"),
+    ("query($id: uuid!) { organization(id: $id) { name } }", {"id": 5}, "validation-failed", "$"),
+    ('mutation { a: insert_organization_one(object: {name: "taken"}) { id } }', None,
+     "constraint-violation", "$.selectionSet.a"),
+])
+def test_graphql_errors_answer_200_with_code_and_path(wire, query, variables, code, path):
+    url, _ = wire
+    error = only_error(post(url, {"query": query, "variables": variables}))
+    assert error["extensions"]["code"] == code, error
+    assert error["extensions"]["path"] == path, error
+    assert error["message"]
+
+
+@pytest.mark.parametrize("headers, code", [
+    ({"X-Hasura-Admin-Secret": "wrong"}, "access-denied"),
+    ({"X-Clusauth-Token": jwt.encode({"sub": "x"}, "other-secret-of-32-bytes-or-more!", "HS256")},
+     "invalid-jwt"),
+    ({"X-Clusauth-Token": "not-a-token-of-any-access"}, "invalid-token"),
+    ({**HEADERS, "X-Hasura-Role": "editor"}, "invalid-headers"),
+    ({"X-Hasura-Role": "admin"}, "access-denied"),
+])
+def test_credential_errors_answer_200_as_hasura_does(wire, headers, code):
+    url, _ = wire
+    error = only_error(post(url, {"query": "{ organizations { id } }"}, headers))
+    assert error["extensions"] == {"path": "$", "code": code}, error
+
+
+def test_a_body_that_is_not_json_answers_a_json_error_with_a_code(wire):
+    url, _ = wire
+    response = httpx.post(f"{url}/v1/graphql", content=b"{not json",
+                          headers={**HEADERS, "Content-Type": "application/json"})
+    assert only_error(response)["extensions"] == {"path": "$", "code": "invalid-json"}
+
+
+def test_transport_refusals_keep_their_status(wire):
+    url, _ = wire
+    wrong_type = httpx.post(f"{url}/v1/graphql", content=b'{"query": "{ users { id } }"}',
+                            headers={**HEADERS, "Content-Type": "text/plain"})
+    assert wrong_type.status_code == 415
+    assert wrong_type.json()["errors"][0]["extensions"]["code"] == "validation-failed"
+    too_big = httpx.post(f"{url}/v1/graphql", content=b'{"query": "' + b" " * (9 << 20) + b'"}',
+                         headers={**HEADERS, "Content-Type": "application/json"})
+    assert too_big.status_code == 413
+
+
+@pytest.mark.parametrize("transport", [HTTPXTransport, RequestsHTTPTransport])
+def test_gql_clients_see_graphql_errors_with_their_code(wire, transport):
+    url, _ = wire
+    client = GqlClient(transport=transport(url=f"{url}/v1/graphql", headers=HEADERS))
+    with client as session:
+        with pytest.raises(TransportQueryError) as raised:
+            session.execute(gql('mutation { insert_organization_one(object: {name: "taken"}) { id } }'))
+    assert raised.value.errors[0]["extensions"]["code"] == "constraint-violation"
+    denied = GqlClient(transport=transport(url=f"{url}/v1/graphql",
+                                           headers={"X-Hasura-Admin-Secret": "wrong"}))
+    with denied as session:
+        with pytest.raises(TransportQueryError) as raised:
+            session.execute(gql("{ organizations { id } }"))
+    assert raised.value.errors[0]["extensions"]["code"] == "access-denied"
