@@ -8,7 +8,7 @@ import httpx
 import jwt
 import pytest
 from gql import Client as GqlClient
-from gql import gql
+from gql import GraphQLRequest, gql
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.httpx import HTTPXTransport
 from gql.transport.requests import RequestsHTTPTransport
@@ -113,3 +113,60 @@ def test_gql_clients_see_graphql_errors_with_their_code(wire, transport):
         with pytest.raises(TransportQueryError) as raised:
             session.execute(gql("{ organizations { id } }"))
     assert raised.value.errors[0]["extensions"]["code"] == "access-denied"
+
+
+# -- 2. batching ---------------------------------------------------------------------------
+
+def names(db) -> set[str]:
+    with clustore_lite.open(db) as store:
+        return {row["name"] for row in store.db.query("SELECT name FROM organization")}
+
+
+def test_a_batch_is_answered_in_order_each_operation_on_its_own(wire):
+    url, db = wire
+    batch = [
+        {"query": 'mutation { insert_organization_one(object: {name: "batch-1"}) { name } }'},
+        {"query": "{ organizations { nope } }"},
+        {"query": 'mutation { insert_organization_one(object: {name: "taken"}) { id } }'},
+        {"query": 'query($n: String!) { organizations(where: {name: {_eq: $n}}) { name } }',
+         "variables": {"n": "batch-1"}},
+        "not an operation",
+        {"query": 'mutation { insert_organization_one(object: {name: "batch-2"}) { name } }'},
+    ]
+    response = post(url, batch)
+    assert response.status_code == 200
+    answers = response.json()
+    assert isinstance(answers, list) and len(answers) == len(batch), answers
+    assert answers[0] == {"data": {"insert_organization_one": {"name": "batch-1"}}}
+    assert answers[1]["errors"][0]["extensions"]["code"] == "validation-failed"
+    assert answers[2]["errors"][0]["extensions"]["code"] == "constraint-violation"
+    assert answers[3] == {"data": {"organizations": [{"name": "batch-1"}]}}
+    assert answers[4]["errors"][0]["extensions"]["code"] == "validation-failed"
+    assert answers[5] == {"data": {"insert_organization_one": {"name": "batch-2"}}}
+    assert {"batch-1", "batch-2"} <= names(db)
+    assert post(url, []).json() == []
+
+
+@pytest.mark.parametrize("transport", [HTTPXTransport, RequestsHTTPTransport])
+def test_gql_sends_batches(wire, transport):
+    url, _ = wire
+    client = GqlClient(transport=transport(url=f"{url}/v1/graphql", headers=HEADERS))
+    requests = [GraphQLRequest(gql("query($n: String!) { organizations(where: {name: {_eq: $n}}) { name } }"),
+                               variable_values={"n": name}) for name in ("taken", "absent", "taken")]
+    with client as session:
+        assert session.execute_batch(requests) == [
+            {"organizations": [{"name": "taken"}]}, {"organizations": []},
+            {"organizations": [{"name": "taken"}]}]
+        failing = GraphQLRequest(gql('mutation { insert_organization_one(object: {name: "taken"}) { id } }'))
+        results = session.transport.execute_batch([requests[0], failing])
+    assert results[0].data == {"organizations": [{"name": "taken"}]} and not results[0].errors
+    assert results[1].errors[0]["extensions"]["code"] == "constraint-violation"
+
+
+def test_a_batch_over_the_limit_is_refused_naming_it(wire):
+    url, db = wire
+    batch = [{"query": f'mutation {{ insert_organization_one(object: {{name: "over-{i}"}}) {{ id }} }}'}
+             for i in range(21)]
+    error = only_error(post(url, batch))
+    assert error["extensions"]["code"] == "validation-failed" and "at most 20" in error["message"]
+    assert not any(name.startswith("over-") for name in names(db))

@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable
 from starlette.responses import Response
 
 ROOT = "$"
+MAX_BATCH = 20  # operations in one batch (Apollo's BatchHttpLink sends at most 10 by default)
 
 
 def error_body(code: str, message: str, path: str = ROOT) -> dict:
@@ -32,5 +33,13 @@ def answer_json(text: str) -> Response:
 
 async def respond(data: Any, answer: Callable[[Any], Awaitable[str]]) -> Response:
     """The response to a decoded request body; `answer` gives the JSON text of one
-    operation's answer."""
-    return answer_json(await answer(data))
+    operation's answer. A batch's operations are answered one after the other, each
+    on its own (one failing leaves the others be), in the order given."""
+    if not isinstance(data, list):
+        return answer_json(await answer(data))
+    if len(data) > MAX_BATCH:  # one answer, not one per operation: its size stays bounded
+        return answer_json(dumps(error_body(
+            "validation-failed", f"a batch holds at most {MAX_BATCH} operations, this one "
+            f"{len(data)}: send it in several batches")))
+    answers = [await answer(operation) for operation in data]
+    return answer_json("[" + ",".join(answers) + "]")
