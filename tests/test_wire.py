@@ -4,6 +4,8 @@ transport refusals keep their 4xx."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import jwt
 import pytest
@@ -170,3 +172,67 @@ def test_a_batch_over_the_limit_is_refused_naming_it(wire):
     error = only_error(post(url, batch))
     assert error["extensions"]["code"] == "validation-failed" and "at most 20" in error["message"]
     assert not any(name.startswith("over-") for name in names(db))
+
+
+# -- 3. a request is one transaction -------------------------------------------------------
+
+def events_of(db, name: str) -> int:
+    with clustore_lite.open(db) as store:
+        return store.db.query("SELECT count(*) AS n FROM event WHERE new ->> 'name' = ? "
+                              "OR old ->> 'name' = ?", (name, name))[0]["n"]
+
+
+def test_a_failing_field_rolls_back_the_fields_before_it(wire):
+    url, db = wire
+    response = post(url, {"query": 'mutation { a: insert_organization_one(object: {name: "tx1"}) { id } '
+                                   'b: insert_organization_one(object: {name: "taken"}) { id } }'})
+    assert response.json() == {"errors": [only_error(response)]}  # Hasura: errors alone
+    assert only_error(response)["extensions"] == {"path": "$.selectionSet.b", "code": "constraint-violation"}
+    assert "tx1" not in names(db)
+    assert events_of(db, "tx1") == 0  # the event log records committed writes only
+
+
+def test_fields_after_a_failing_one_do_not_run(wire):
+    url, db = wire
+    response = post(url, {"query": 'mutation { a: insert_organization_one(object: {name: "taken"}) { id } '
+                                   'b: insert_organization_one(object: {name: "tx-after"}) { id } }'})
+    assert only_error(response)["extensions"]["path"] == "$.selectionSet.a"
+    assert "tx-after" not in names(db) and events_of(db, "tx-after") == 0
+
+
+def test_a_refused_delete_stops_an_insert_after_it(wire):
+    url, db = wire
+    with clustore_lite.open(db) as store:
+        gus = store.users.create("gus")["id"]
+        lab = store.organizations.list(where={"name": {"_eq": "taken"}})[0]
+        store.memberships.create(lab["accessId"], "guest", user_id=gus)
+    token = jwt.encode({"sub": gus}, JWT_SECRET, "HS256")
+    response = post(url, {"query": "mutation($id: uuid!) { a: delete_organization_by_pk(id: $id) { id } "
+                                   'b: insert_organization_one(object: {name: "after-refusal"}) { id } }',
+                          "variables": {"id": lab["id"]}}, {"X-Clusauth-Token": token})
+    assert only_error(response)["extensions"]["code"] == "permission-denied"
+    assert "after-refusal" not in names(db) and "taken" in names(db)
+
+
+def test_the_fields_of_a_request_see_each_other_and_commit_together(wire):
+    url, db = wire
+    response = post(url, {"query": 'mutation { a: insert_organization_one(object: {name: "tx-a"}) { name } '
+                                   'b: update_organization(where: {name: {_eq: "tx-a"}}, _set: {name: "tx-b"}) '
+                                   "{ affected_rows } }"})
+    assert response.json() == {"data": {"a": {"name": "tx-a"}, "b": {"affected_rows": 1}}}
+    assert "tx-b" in names(db) and "tx-a" not in names(db)
+    assert events_of(db, "tx-a") == 2  # the insert, and the update (old name)
+
+
+def test_concurrent_requests_each_commit_whole(wire):
+    url, db = wire
+    documents = [f'mutation {{ a: insert_organization_one(object: {{name: "par-{i}-a"}}) {{ id }} '
+                 f'b: insert_organization_one(object: {{name: "{"taken" if i % 3 == 0 else f"par-{i}-b"}"}}) '
+                 "{ id } }" for i in range(12)]
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda document: post(url, {"query": document}).json(), documents))
+    present = names(db)
+    for i, answer in enumerate(answers):
+        failed = i % 3 == 0
+        assert ("errors" in answer) == failed, answer
+        assert (f"par-{i}-a" in present) == (not failed)

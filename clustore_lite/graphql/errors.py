@@ -11,6 +11,7 @@ from graphql import GraphQLError
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import ClustoreError
+from . import atomic
 from .error_paths import error_path
 
 
@@ -21,6 +22,18 @@ def graphql_error(error: ClustoreError) -> GraphQLError:
 async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
     try:
         return await run_in_threadpool(function, *args)
+    except ClustoreError as error:
+        raise graphql_error(error) from None
+
+
+async def in_transaction(store, function: Callable[..., Any], *args: Any) -> Any:
+    """Like in_thread, for a mutation's writes: inside the operation's transaction
+    when its runner opened one (HTTP), else in a thread of the pool."""
+    transaction = atomic.current()
+    try:
+        if transaction is None:
+            return await run_in_threadpool(function, *args)
+        return await transaction.run(store, function, *args)
     except ClustoreError as error:
         raise graphql_error(error) from None
 

@@ -1,8 +1,8 @@
 """Hasura's mutations (insert_T, insert_T_one, update_T, update_T_by_pk, delete_T,
 delete_T_by_pk) over the Python API, with nested inserts and on_conflict.
 
-Each mutation field runs in one transaction; `returning` is compiled like a query
-(for deletes, before the rows go)."""
+Each mutation field runs in one transaction (a savepoint of the operation's, see
+atomic.py); `returning` is compiled like a query (for deletes, before the rows go)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from graphql import get_named_type
 from ..arrow import codec
 from ..catalog import TABLES, snake
 from ..errors import InvalidValue, PermissionDenied
-from .errors import in_thread
+from .errors import in_transaction
 from .select import run, selection
 CONSTRAINTS = {
     "user_pkey": ["id"], "user_email_key": ["email"], "organization_name_key": ["name"],
@@ -241,7 +241,7 @@ def bind(mutation, table: str) -> None:
 
 def _resolver(table: str, op: str):
     async def resolve(_, info, **args):
-        return await in_thread(_run, info, table, op, args)
+        return await in_transaction(info.context["store"], _run, info, table, op, args)
     return resolve
 
 
@@ -254,7 +254,7 @@ async def redeliver_event(_, info, id: str):
         store.events.redeliver(id)
         return _returning(info, "event", [id], one=True)
 
-    return await in_thread(run)
+    return await in_transaction(info.context["store"], run)
 
 
 async def regenerate_access_token(_, info, id: str, role: str):
@@ -265,4 +265,4 @@ async def regenerate_access_token(_, info, id: str, role: str):
             store.accesses.regenerate_token(id, role)
             return _returning(info, "access", [id], one=True)
 
-    return await in_thread(run)
+    return await in_transaction(info.context["store"], run)

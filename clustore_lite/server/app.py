@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from ..access.http import Authenticator, AuthError
 from ..db.connection import connect
 from ..delivery import Deliverer
-from ..graphql import fastpath
+from ..graphql import atomic, fastpath
 from ..graphql.errors import LOGGER, format_error
 from ..graphql.limits import limits_rule
 from ..graphql.live import Changes
@@ -49,6 +49,7 @@ class Server:
         self.store = Store(path, webhook_allow=webhook_allow)
         self.auth = Authenticator.from_environment(self.store, admin_secret, jwt_secret)
         self.changes = Changes()
+        self.workers = atomic.Workers()  # the threads of mutations' transactions
         self.bodies = Bodies(max_body_bytes)
         self.max_decoded_bytes = max_decoded_bytes
         self.deliver = deliver
@@ -139,6 +140,7 @@ class Server:
                 deliverer.wake()
                 await run_in_threadpool(thread.join, 10)
                 deliverer.close()
+            await run_in_threadpool(self.workers.close)
             self.store.close()
 
     async def _watch(self, deliverer=None) -> None:
@@ -190,8 +192,9 @@ class Server:
         fast = await self._fast_answer(store, data)
         if fast is not None:
             return fast.body
-        _, result = await self.graphql_http.http_handler.execute_graphql_query(request, data)
-        return graphql_http.dumps(result)
+        async def execute() -> dict:
+            return (await self.graphql_http.http_handler.execute_graphql_query(request, data))[1]
+        return await graphql_http.run_atomically(execute, self.workers)
 
     async def _fast_answer(self, store: Store, data) -> fastpath.Answer | None:
         """A plain query's answer spliced from SQLite's JSON (fastpath.py), or None

@@ -2,7 +2,9 @@
 answered with HTTP 200 and `{"errors": [{"message", "extensions": {"path", "code"}}]}`
 (Apollo and other clients then hand `extensions.code` to the application instead of a
 network error), and a JSON array of operations is a batch, answered by an array in the
-same order. Only refusals of the transport itself (a body too large, not JSON's
+same order. An operation is one transaction
+(graphql/atomic.py): when any of its fields fails, all its writes roll back and it is
+answered `{"errors": [...]}` alone. Only refusals of the transport itself (a body too large, not JSON's
 content type, too many large bodies at once) keep their 4xx status."""
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import json
 from typing import Any, Awaitable, Callable
 
 from starlette.responses import Response
+
+from ..errors import ClustoreError
+from ..graphql import atomic
 
 ROOT = "$"
 MAX_BATCH = 20  # operations in one batch (Apollo's BatchHttpLink sends at most 10 by default)
@@ -43,3 +48,23 @@ async def respond(data: Any, answer: Callable[[Any], Awaitable[str]]) -> Respons
             f"{len(data)}: send it in several batches")))
     answers = [await answer(operation) for operation in data]
     return answer_json("[" + ",".join(answers) + "]")
+
+
+async def run_atomically(execute: Callable[[], Awaitable[dict]], workers: atomic.Workers) -> str:
+    """The JSON text of one operation's answer, `execute()` running it; its writes are
+    committed together when it answers no error, else rolled back together."""
+    transaction = atomic.OperationTransaction(workers)
+    try:
+        with atomic.running(transaction):
+            result = await execute()
+    except BaseException:
+        await transaction.finish(commit=False)
+        raise
+    try:
+        await transaction.finish(commit=not result.get("errors"))
+    except ClustoreError as error:  # the COMMIT itself failed
+        return dumps(error_body(error.code, str(error)))
+    if transaction.rolled_back:
+        return dumps({"errors": [error for error in result["errors"]
+                                 if error.get("extensions", {}).get("code") != atomic.SKIPPED]})
+    return dumps(result)
