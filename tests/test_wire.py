@@ -236,3 +236,14 @@ def test_concurrent_requests_each_commit_whole(wire):
         failed = i % 3 == 0
         assert ("errors" in answer) == failed, answer
         assert (f"par-{i}-a" in present) == (not failed)
+
+
+# -- 4. probes -----------------------------------------------------------------------------
+
+def test_health_and_version_probes_answer_as_hasura_does(wire):
+    url, _ = wire
+    health = httpx.get(f"{url}/healthz")
+    assert (health.status_code, health.text) == (200, "OK")
+    version = httpx.get(f"{url}/v1/version")
+    assert version.status_code == 200
+    assert version.json() == {"version": clustore_lite.__version__, "server_type": "clustore-lite"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import threading
 from datetime import timedelta
 import time
@@ -14,7 +15,7 @@ from ariadne.asgi import GraphQL
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from ..access.http import Authenticator, AuthError
@@ -36,6 +37,7 @@ from .websockets import INIT_SECONDS, LegacyWSHandler, TransportWSHandler
 POLL_SECONDS = 0.05
 MAX_BODY_BYTES = 256 << 20
 MAX_DECODED_BYTES = 1 << 30  # an Arrow body once decompressed
+VERSION = importlib.metadata.version("clustore-lite")
 
 
 class Server:
@@ -67,6 +69,8 @@ class Server:
         self.app = Guard(Starlette(
             routes=[
                 Route("/ping", self.ping),
+                Route("/healthz", self.healthz),
+                Route("/v1/version", self.version),
                 Route("/v1/graphql", self.graphql, methods=["GET", "POST"]),
                 Mount("/v1/graphql/static", IdeAssets()),
                 WebSocketRoute("/v1/graphql", self.websocket),
@@ -162,6 +166,14 @@ class Server:
 
     async def ping(self, request: Request):
         return PlainTextResponse("pong")
+
+    async def healthz(self, request: Request):
+        """Hasura's health probe: OK once the server answers (the store opened at start)."""
+        return PlainTextResponse("OK")
+
+    async def version(self, request: Request):
+        """Hasura's version probe; `server_type` tells clustore-lite from Hasura."""
+        return JSONResponse({"version": VERSION, "server_type": "clustore-lite"})
 
     async def graphql(self, request: Request):
         """POST /v1/graphql: the caller is known from the headers before the body is
