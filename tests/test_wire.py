@@ -247,3 +247,25 @@ def test_health_and_version_probes_answer_as_hasura_does(wire):
     version = httpx.get(f"{url}/v1/version")
     assert version.status_code == 200
     assert version.json() == {"version": clustore_lite.__version__, "server_type": "clustore-lite"}
+
+
+# -- 5. an update without an operator ------------------------------------------------------
+
+@pytest.mark.parametrize("field", [
+    'update_organization(where: {name: {_eq: "taken"}}) { affected_rows }',
+    'update_organization(where: {name: {_eq: "taken"}}, _set: {}) { affected_rows }',
+    "update_organization_by_pk(pk_columns: {id: $id}) { id }",
+    "update_organization_by_pk(pk_columns: {id: $id}, _set: {}) { id }",
+])
+def test_an_update_without_an_operator_is_an_error_that_changes_nothing(wire, field):
+    url, db = wire
+    with clustore_lite.open(db) as store:
+        before = store.organizations.list(where={"name": {"_eq": "taken"}})[0]
+    variables = "($id: uuid!)" if "$id" in field else ""
+    response = post(url, {"query": f"mutation{variables} {{ {field} }}", "variables": {"id": before["id"]}})
+    error = only_error(response)
+    assert error["extensions"]["code"] == "validation-failed"
+    assert error["message"].startswith("at least any one of _set") and error["message"].endswith("is expected")
+    with clustore_lite.open(db) as store:
+        assert store.organizations.get(before["id"]) == before
+    assert events_of(db, "taken") == 1  # its insert only

@@ -211,6 +211,8 @@ def _run(info, table: str, op: str, args: dict) -> Any:
                 return _returning(info, table, keys, one=True)
             return _with_count(_returning(info, table, keys, one=False), inserter.count)
         if op in ("update", "update_by_pk"):
+            if not _set(args):
+                raise InvalidValue(_no_operator(info))
             if op == "update":
                 keys = _matching_keys(store, table, args["where"])
             else:
@@ -226,6 +228,14 @@ def _run(info, table: str, op: str, args: dict) -> Any:
         for key in keys:
             _delete(store, table, key)
         return answer if op == "delete_by_pk" else _with_count(answer, len(keys))
+
+
+def _no_operator(info) -> str:
+    """Hasura's refusal of an update that names no change, listing the operators this
+    field takes (a no-op update would still touch updatedAt and log an event)."""
+    operators = [name for name in info.parent_type.fields[info.field_name].args
+                 if name.startswith("_")]
+    return f"at least any one of {', '.join(operators)} is expected"
 
 
 def _pk_where(table: str, pk: dict) -> dict:
