@@ -77,8 +77,7 @@ class OperationTransaction:
         try:
             if self.executor is None:
                 self.executor = await self.workers.take()
-                await self._call(self._begin, store)
-            return await self._call(function, *args)
+            return await self._call(self._within, store, function, *args)
         except BaseException:
             self.failed = True
             raise
@@ -97,10 +96,12 @@ class OperationTransaction:
     async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
-    def _begin(self, store) -> None:
-        transaction = store.transaction()
-        transaction.__enter__()
-        self.transaction = transaction
+    def _within(self, store, function: Callable[..., Any], *args: Any) -> Any:
+        if self.transaction is None:  # the operation's first write begins it
+            transaction = store.transaction()
+            transaction.__enter__()
+            self.transaction = transaction
+        return function(*args)
 
     def _end(self, commit: bool) -> None:
         if self.transaction is None:

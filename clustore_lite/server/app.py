@@ -184,8 +184,7 @@ class Server:
         try:
             store = await self.caller_store(request)
         except AuthError as error:  # Hasura answers credentials' errors with 200 too
-            return graphql_http.answer_json(graphql_http.dumps(
-                graphql_http.error_body(error.code, str(error))))
+            return graphql_http.error_response(error.code, str(error))
         if media_type(request) != "application/json":
             return graphql_error_response(415, "validation-failed",
                                           "a GraphQL request is a JSON body: send it with "
@@ -195,18 +194,16 @@ class Server:
         except BodyRefused as error:
             return graphql_error_response(error.status, "validation-failed", str(error))
         except ValueError as error:
-            return graphql_http.answer_json(graphql_http.dumps(
-                graphql_http.error_body("invalid-json", str(error))))
-        return await graphql_http.respond(data, lambda operation: self._answer(request, store, operation))
+            return graphql_http.error_response("invalid-json", str(error))
+        return await graphql_http.respond(data, lambda one: self._answer(request, store, one))
 
     async def _answer(self, request: Request, store: Store, data) -> str:
         """The JSON text of one operation's answer: from the fast path, else Ariadne's."""
         fast = await self._fast_answer(store, data)
         if fast is not None:
             return fast.body
-        async def execute() -> dict:
-            return (await self.graphql_http.http_handler.execute_graphql_query(request, data))[1]
-        return await graphql_http.run_atomically(execute, self.workers)
+        return await graphql_http.run_atomically(self.graphql_http.http_handler, request, data,
+                                                 self.workers)
 
     async def _fast_answer(self, store: Store, data) -> fastpath.Answer | None:
         """A plain query's answer spliced from SQLite's JSON (fastpath.py), or None

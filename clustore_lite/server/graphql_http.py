@@ -1,17 +1,19 @@
 """The wire contract of `POST /v1/graphql`, as Hasura keeps it: every GraphQL error is
 answered with HTTP 200 and `{"errors": [{"message", "extensions": {"path", "code"}}]}`
 (Apollo and other clients then hand `extensions.code` to the application instead of a
-network error), and a JSON array of operations is a batch, answered by an array in the
-same order. An operation is one transaction
-(graphql/atomic.py): when any of its fields fails, all its writes roll back and it is
-answered `{"errors": [...]}` alone. Only refusals of the transport itself (a body too large, not JSON's
-content type, too many large bodies at once) keep their 4xx status."""
+network error); a JSON array of operations is a batch, answered by an array in the same
+order; an operation is one transaction (graphql/atomic.py): when any of its fields
+fails, all its writes roll back and it is answered `{"errors": [...]}` alone. Only
+refusals of the transport itself (a body too large, not JSON's content type, too many
+large bodies at once) keep their 4xx status."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Awaitable, Callable
 
+from ariadne.asgi.handlers import GraphQLHTTPHandler
+from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import ClustoreError
@@ -36,6 +38,11 @@ def answer_json(text: str) -> Response:
     return Response(text, 200, media_type="application/json")
 
 
+def error_response(code: str, message: str) -> Response:
+    """A request refused as a whole before it runs (credentials, a body not JSON)."""
+    return answer_json(dumps(error_body(code, message)))
+
+
 async def respond(data: Any, answer: Callable[[Any], Awaitable[str]]) -> Response:
     """The response to a decoded request body; `answer` gives the JSON text of one
     operation's answer. A batch's operations are answered one after the other, each
@@ -50,13 +57,14 @@ async def respond(data: Any, answer: Callable[[Any], Awaitable[str]]) -> Respons
     return answer_json("[" + ",".join(answers) + "]")
 
 
-async def run_atomically(execute: Callable[[], Awaitable[dict]], workers: atomic.Workers) -> str:
-    """The JSON text of one operation's answer, `execute()` running it; its writes are
-    committed together when it answers no error, else rolled back together."""
+async def run_atomically(handler: GraphQLHTTPHandler, request: Request, data: Any,
+                         workers: atomic.Workers) -> str:
+    """The JSON text of one operation's answer, run by Ariadne's `handler`; its writes
+    are committed together when it answers no error, else rolled back together."""
     transaction = atomic.OperationTransaction(workers)
     try:
         with atomic.running(transaction):
-            result = await execute()
+            _, result = await handler.execute_graphql_query(request, data)
     except BaseException:
         await transaction.finish(commit=False)
         raise
