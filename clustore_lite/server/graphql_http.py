@@ -48,13 +48,20 @@ async def respond(data: Any, answer: Callable[[Any], Awaitable[str]]) -> Respons
     operation's answer. A batch's operations are answered one after the other, each
     on its own (one failing leaves the others be), in the order given."""
     if not isinstance(data, list):
-        return answer_json(await answer(data))
+        return answer_json(await _answer_one(answer, data))
     if len(data) > MAX_BATCH:  # one answer, not one per operation: its size stays bounded
         return answer_json(dumps(error_body(
             "validation-failed", f"a batch holds at most {MAX_BATCH} operations, this one "
             f"{len(data)}: send it in several batches")))
-    answers = [await answer(operation) for operation in data]
+    answers = [await _answer_one(answer, operation) for operation in data]
     return answer_json("[" + ",".join(answers) + "]")
+
+
+async def _answer_one(answer: Callable[[Any], Awaitable[str]], operation: Any) -> str:
+    try:
+        return await answer(operation)
+    except ClustoreError as error:  # refused before any field ran (a store file replaced)
+        return dumps(error_body(error.code, str(error)))
 
 
 async def run_atomically(handler: GraphQLHTTPHandler, request: Request, data: Any,
