@@ -150,8 +150,8 @@ def test_matrix_through_graphql(world, case):
 def test_bad_credentials_are_refused(world, headers, code):
     url, _ = world
     response = httpx.post(f"{url}/v1/graphql", json={"query": "{ organizations { id } }"}, headers=headers)
-    assert response.status_code == 401
-    assert response.json()["errors"][0]["extensions"]["code"] == code
+    assert response.status_code == 200  # as Hasura: clients then see extensions.code
+    assert response.json()["errors"][0]["extensions"] == {"path": "$", "code": code}
 
 
 def test_jwt_email_creates_the_user_on_first_sight(world):
@@ -231,7 +231,7 @@ def test_regenerating_a_token_over_graphql_invalidates_the_old_one(world):
                          {"id": org["id"]}))["regenerate_access_token"]["guestToken"]
     assert new and new != old
     refused = httpx.post(f"{url}/v1/graphql", json={"query": "{ teams { id } }"}, headers={"X-Clusauth-Token": old})
-    assert refused.status_code == 401 and refused.json()["errors"][0]["extensions"]["code"] == "invalid-token"
+    assert refused.status_code == 200 and refused.json()["errors"][0]["extensions"]["code"] == "invalid-token"
     [guest_case] = [c for c in CASES if c.name == "team-membership-guest"]
     denied = user.gql('mutation($id: uuid!) { regenerate_access_token(id: $id, role: "guest") { id } }',
                       {"id": guest_case.ids["access"]})

@@ -220,11 +220,13 @@ def test_bad_requests_answer_errors_with_codes_and_change_nothing(served, docume
         assert store.db.query("SELECT count(*) AS n FROM organization")[0]["n"] == before
 
 
-def test_malformed_bodies_are_4xx(served):
+def test_malformed_bodies_answer_errors_with_codes(served):
     url, _, client, _ = served
-    for body in (b"{not json", b"[]", b'{"query": 5}'):
+    for body, code in ((b"{not json", "invalid-json"), (b'{"query": 5}', "validation-failed"),
+                       (b"5", "validation-failed")):
         response = client.http.post(client.url, content=body, headers={"content-type": "application/json"})
-        assert 400 <= response.status_code < 500, (body, response.status_code)
+        assert response.status_code == 200, (body, response.status_code)
+        assert response.json()["errors"][0]["extensions"]["code"] == code, (body, response.text)
 
 
 def test_ping_and_ide_page(served):

@@ -226,7 +226,7 @@ def test_an_impersonated_write_is_the_users(world):
 def test_bad_impersonation_headers_are_refused_with_a_code(world, headers, code):
     response = httpx.post(f"{world['url']}/v1/graphql", json={"query": TOKENS},
                           headers={"X-Hasura-Admin-Secret": ADMIN, **headers})
-    assert response.status_code == 400
+    assert response.status_code == 200
     assert response.json()["errors"][0]["extensions"]["code"] == code
     assert "x-hasura" in response.json()["errors"][0]["message"]
 
@@ -239,7 +239,7 @@ def test_without_the_admin_secret_impersonation_is_refused(world, who, role):
                    "token": {"X-Clusauth-Token": lab_guest_token(url, world)}}[who]
     response = httpx.post(f"{url}/v1/graphql", json={"query": TOKENS},
                           headers={**credentials, "X-Hasura-Role": role, "X-Hasura-User-Id": olga})
-    assert response.status_code == 401
+    assert response.status_code == 200
     assert response.json()["errors"][0]["extensions"]["code"] == "access-denied"
 
 

@@ -22,10 +22,12 @@ LAYERS = [
     ["store"],
     ["access.http", "demo", "outbound", "delivery", "mirror.pg_schema", "mirror.postgres",
      "mirror.hasura"],
-    ["graphql.errors", "graphql.limits", "graphql.documents", "graphql.select", "graphql.live",
-     "graphql.mutations", "graphql.schema", "graphql.fastpath"],
-    ["server.errors", "server.guard", "server.bodies", "server.http_protocol", "server.ide",
-     "server.subscriptions", "server.websockets", "server.arrow", "server.app"],
+    ["graphql.error_paths", "graphql.atomic", "graphql.errors", "graphql.limits",
+     "graphql.documents", "graphql.select", "graphql.live", "graphql.mutations", "graphql.schema",
+     "graphql.fastpath"],
+    ["server.errors", "server.graphql_http", "server.guard", "server.bodies",
+     "server.http_protocol", "server.ide", "server.subscriptions", "server.websockets",
+     "server.arrow", "server.app"],
     ["cli", "__main__", "__init__"],
 ]
 RANK = {module: rank for rank, layer in enumerate(LAYERS) for module in layer}

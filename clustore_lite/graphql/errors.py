@@ -13,6 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ..db.sqlite_errors import translated
 from ..errors import ClustoreError
+from . import atomic
+from .error_paths import error_path
 
 
 def graphql_error(error: ClustoreError) -> GraphQLError:
@@ -20,8 +22,23 @@ def graphql_error(error: ClustoreError) -> GraphQLError:
 
 
 async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    return await _translating(run_in_threadpool(function, *args))
+
+
+async def in_transaction(store, function: Callable[..., Any], *args: Any) -> Any:
+    """Like in_thread, for a mutation's writes: inside the operation's transaction
+    when its runner opened one (HTTP), else in a thread of the pool."""
+    transaction = atomic.current()
+    if transaction is None:
+        return await in_thread(function, *args)
+    return await _translating(transaction.run(store, function, *args))
+
+
+async def _translating(work) -> Any:
+    """The store's errors, and SQLite's that are not bugs (a damaged file), as GraphQL
+    errors with their code."""
     try:
-        return await run_in_threadpool(function, *args)
+        return await work
     except ClustoreError as error:
         raise graphql_error(error) from None
     except apsw.Error as error:
@@ -46,10 +63,12 @@ def error_code(error: GraphQLError) -> str:
 
 
 def format_error(error: GraphQLError, debug: bool = False) -> dict:
-    """Every error carries a code (Hasura's where one fits); never a stack trace."""
+    """Every error carries a code (Hasura's where one fits) and Hasura's JSON path of
+    where it lies; never a stack trace."""
     formatted = error.formatted
     extensions = dict(formatted.get("extensions") or {})
     extensions.setdefault("code", error_code(error))
+    extensions.setdefault("path", error_path(error))
     if extensions["code"] == "unexpected":
         formatted["message"] = f"unexpected error: {error.message}"
     formatted["extensions"] = extensions

@@ -1,8 +1,8 @@
 """Hasura's mutations (insert_T, insert_T_one, update_T, update_T_by_pk, delete_T,
 delete_T_by_pk) over the Python API, with nested inserts and on_conflict.
 
-Each mutation field runs in one transaction; `returning` is compiled like a query
-(for deletes, before the rows go)."""
+Each mutation field runs in one transaction (a savepoint of the operation's, see
+atomic.py); `returning` is compiled like a query (for deletes, before the rows go)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..arrow import codec
 from ..catalog import TABLES, snake
 from ..errors import InvalidValue, PermissionDenied
 from ..query import MAX_IN_VALUES, MAX_TERMS
-from .errors import in_thread
+from .errors import in_transaction
 from .select import run, selection
 CONSTRAINTS = {
     "user_pkey": ["id"], "user_email_key": ["email"], "organization_name_key": ["name"],
@@ -217,6 +217,8 @@ def _run(info, table: str, op: str, args: dict) -> Any:
                 return _returning(info, table, keys, one=True)
             return _with_count(_returning(info, table, keys, one=False), inserter.count)
         if op in ("update", "update_by_pk"):
+            if not _set(args):
+                raise InvalidValue(_no_operator(info))
             if op == "update":
                 keys = _matching_keys(store, table, args["where"])
             else:
@@ -234,6 +236,14 @@ def _run(info, table: str, op: str, args: dict) -> Any:
         return answer if op == "delete_by_pk" else _with_count(answer, len(keys))
 
 
+def _no_operator(info) -> str:
+    """Hasura's refusal of an update that names no change, listing the operators this
+    field takes (a no-op update would still touch updatedAt and log an event)."""
+    operators = [name for name in info.parent_type.fields[info.field_name].args
+                 if name.startswith("_")]
+    return f"at least any one of {', '.join(operators)} is expected"
+
+
 def _pk_where(table: str, pk: dict) -> dict:
     return {k: {"_eq": pk[k]} for k in TABLES[table].key}
 
@@ -247,7 +257,7 @@ def bind(mutation, table: str) -> None:
 
 def _resolver(table: str, op: str):
     async def resolve(_, info, **args):
-        return await in_thread(_run, info, table, op, args)
+        return await in_transaction(info.context["store"], _run, info, table, op, args)
     return resolve
 
 
@@ -260,7 +270,7 @@ async def redeliver_event(_, info, id: str):
         store.events.redeliver(id)
         return _returning(info, "event", [id], one=True)
 
-    return await in_thread(run)
+    return await in_transaction(info.context["store"], run)
 
 
 async def regenerate_access_token(_, info, id: str, role: str):
@@ -271,4 +281,4 @@ async def regenerate_access_token(_, info, id: str, role: str):
             store.accesses.regenerate_token(id, role)
             return _returning(info, "access", [id], one=True)
 
-    return await in_thread(run)
+    return await in_transaction(info.context["store"], run)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import threading
 import time
 from datetime import timedelta
@@ -14,21 +15,21 @@ from ariadne.asgi import GraphQL
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from ..access.http import Authenticator, AuthError
 from ..db.connection import connect
 from ..delivery import Deliverer
-from ..graphql import fastpath
+from ..graphql import atomic, fastpath
 from ..graphql.documents import Checked, Documents
 from ..graphql.errors import LOGGER, format_error
 from ..graphql.limits import limits_rule
 from ..graphql.live import Changes
 from ..graphql.schema import build_schema
 from ..store import Store
-from . import arrow
-from .bodies import MAX_JSON_BYTES, Bodies, BodyRefused, decode_json, media_type
+from . import arrow, graphql_http
+from .bodies import MAX_JSON_BYTES, Bodies, BodyRefused, NotJSON, decode_json, media_type
 from .errors import (EXCEPTION_HANDLERS, error_response, graphql_error_response,
                      store_error_response)
 from .guard import Guard
@@ -38,6 +39,7 @@ from .websockets import INIT_SECONDS, LegacyWSHandler, TransportWSHandler
 POLL_SECONDS = 0.05
 MAX_BODY_BYTES = 256 << 20
 MAX_DECODED_BYTES = 1 << 30  # an Arrow body once decompressed
+VERSION = importlib.metadata.version("clustore-lite")
 
 
 class Server:
@@ -51,6 +53,7 @@ class Server:
         self.store = Store(path, webhook_allow=webhook_allow)
         self.auth = Authenticator.from_environment(self.store, admin_secret, jwt_secret)
         self.changes = Changes()
+        self.workers = atomic.Workers()  # the threads of mutations' transactions
         self.bodies = Bodies(max_body_bytes)
         self.max_decoded_bytes = max_decoded_bytes
         self.deliver = deliver
@@ -68,6 +71,8 @@ class Server:
         self.app = Guard(Starlette(
             routes=[
                 Route("/ping", self.ping),
+                Route("/healthz", self.healthz),
+                Route("/v1/version", self.version),
                 Route("/v1/graphql", self.graphql, methods=["GET", "POST"]),
                 Mount("/v1/graphql/static", IdeAssets()),
                 WebSocketRoute("/v1/graphql", self.websocket),
@@ -147,6 +152,7 @@ class Server:
                 deliverer.wake()
                 await run_in_threadpool(thread.join, 10)
                 deliverer.close()
+            await run_in_threadpool(self.workers.close)
             self.store.close()
 
     async def _watch(self, deliverer=None) -> None:
@@ -169,6 +175,14 @@ class Server:
     async def ping(self, request: Request):
         return PlainTextResponse("pong")
 
+    async def healthz(self, request: Request):
+        """Hasura's health probe: OK once the server answers (the store opened at start)."""
+        return PlainTextResponse("OK")
+
+    async def version(self, request: Request):
+        """Hasura's version probe; `server_type` tells clustore-lite from Hasura."""
+        return JSONResponse({"version": VERSION, "server_type": "clustore-lite"})
+
     async def graphql(self, request: Request):
         """POST /v1/graphql: the caller is known from the headers before the body is
         read; only JSON is taken (a web form or a text/plain fetch cannot send it
@@ -177,8 +191,8 @@ class Server:
             return ide_page()
         try:
             store = await self.caller_store(request)
-        except AuthError as error:
-            return graphql_error_response(error.status, error.code, str(error))
+        except AuthError as error:  # Hasura answers credentials' errors with 200 too
+            return graphql_http.error_response(error.code, str(error))
         if media_type(request) != "application/json":
             return graphql_error_response(415, "validation-failed",
                                           "a GraphQL request is a JSON body: send it with "
@@ -187,18 +201,23 @@ class Server:
             data = await decode_json(await self.bodies.read(request, MAX_JSON_BYTES))
         except BodyRefused as error:
             return graphql_error_response(error.status, "validation-failed", str(error))
-        except ValueError as error:
-            return graphql_error_response(400, "invalid-json", str(error))
-        request._json = data  # Ariadne reads it, already decoded
+        except NotJSON as error:
+            return graphql_http.error_response(error.code, str(error))
+        return await graphql_http.respond(data, lambda one: self._answer(request, store, one))
+
+    async def _answer(self, request: Request, store: Store, data) -> str:
+        """The JSON text of one operation's answer: its document checked off the event
+        loop (and cached), then from the fast path, else Ariadne's."""
         checked = None
         if isinstance(data, dict) and isinstance(data.get("query"), str):
             checked = await self.documents.prepare(data["query"])
             if checked.errors:  # answered as Ariadne would, without parsing again
-                return JSONResponse({"errors": [format_error(e) for e in checked.errors]}, 400)
+                return graphql_http.dumps({"errors": [format_error(e) for e in checked.errors]})
         fast = await run_in_threadpool(self._fast_answer, store, data, checked)
         if fast is not None:
-            return Response(fast.body, fast.status, media_type="application/json")
-        return await self.graphql_http.handle_request(request)
+            return fast.body
+        return await graphql_http.run_atomically(self.graphql_http.http_handler, request, data,
+                                                 self.workers)
 
     def _fast_answer(self, store: Store, data, checked: Checked | None) -> fastpath.Answer | None:
         """A plain query's answer spliced from SQLite's JSON (fastpath.py), or None

@@ -62,16 +62,25 @@ class Bodies:
 
 
 async def decode_json(body: bytes | bytearray) -> Any:
-    """The JSON value of `body`; ValueError with a message when it is not JSON."""
+    """The JSON value of `body`; NotJSON with a message and a code when it is not."""
     if len(body) < THREAD_JSON_BYTES:
         return _decode(body)
     return await run_in_threadpool(_decode, body)
+
+
+class NotJSON(ValueError):
+    """The body is not JSON we take: `code` says why (Hasura's invalid-json, or a limit)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
 
 
 def _decode(body: bytes | bytearray) -> Any:
     try:
         return json.loads(body)
     except RecursionError:
-        raise ValueError("the JSON body is nested too deeply") from None
+        raise NotJSON("validation-failed", "the request's JSON is nested deeper than the JSON "
+                      "decoder allows (about 1000 levels)") from None
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
-        raise ValueError(f"the body is not valid JSON: {error}") from None
+        raise NotJSON("invalid-json", f"the body is not valid JSON: {error}") from None

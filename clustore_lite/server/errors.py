@@ -29,8 +29,8 @@ def store_error_response(error: ClustoreError) -> JSONResponse:
 
 
 def graphql_error_response(status: int, code: str, message: str) -> JSONResponse:
-    """An error of /v1/graphql itself, in GraphQL's shape."""
-    return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]},
+    """A refusal of /v1/graphql by the transport (413, 415, 429), in Hasura's shape."""
+    return JSONResponse({"errors": [{"message": message, "extensions": {"path": "$", "code": code}}]},
                         status_code=status)
 
 
