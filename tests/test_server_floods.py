@@ -109,3 +109,37 @@ def test_bad_connection_init_headers_close_with_4403(server, protocol, headers):
                 message = json.loads(socket_.recv(timeout=30))
                 assert message["type"] in ("connection_error",), message
     assert closed.value.rcvd.code == 4403
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_clients_that_vanish_mid_push_leave_no_traceback(server, protocol, rng):
+    """Subscribers that drop their connection (no close frame) while a writer keeps
+    their answers changing: the server's log must stay clean (running_server checks it
+    for a traceback when it stops) and the server keeps serving."""
+    stop = threading.Event()
+
+    def writer():
+        with httpx.Client(timeout=30, headers={"x-hasura-admin-secret": SECRET}) as client:
+            number = 0
+            while not stop.is_set():
+                number += 1
+                client.post(f"{server}/v1/graphql", json={"query": 'mutation { insert_organization_one('
+                            f'object: {{name: "vanish-{protocol}-{number}"}}) {{ id }} }}'})
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(15):
+            socket_ = ws_client.connect(server.replace("http", "ws") + "/v1/graphql",
+                                        subprotocols=[protocol])
+            socket_.send(json.dumps({"type": "connection_init",
+                                     "payload": {"headers": {"X-Hasura-Admin-Secret": SECRET}}}))
+            socket_.recv(timeout=30)
+            for number in range(rng.randrange(1, 6)):
+                subscribe(socket_, protocol, number, "subscription { organizations { name } }")
+            socket_.recv(timeout=30)  # pushes are flowing
+            socket_.socket.close()  # gone, mid-stream, without a close frame
+    finally:
+        stop.set()
+        thread.join(60)
+    assert httpx.get(f"{server}/ping", timeout=30).text == "pong"

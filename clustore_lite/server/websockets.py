@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from typing import Awaitable, Callable
 
-from starlette.websockets import WebSocketDisconnected, WebSocketState
+from starlette.websockets import WebSocketDisconnect, WebSocketDisconnected, WebSocketState
 
 from ..access.http import AuthError
 from .subscriptions import LegacySubscriptions, TransportSubscriptions
@@ -80,6 +80,12 @@ class Guarded:
 class TransportWSHandler(Guarded, TransportSubscriptions):
     """Ariadne's graphql-transport-ws handler, refusing bad credentials the way the
     protocol says: close code 4403 (Forbidden) with the reason, not a bare close."""
+
+    async def observe_async_results(self, websocket, results, operation_id, client_context):
+        # A client that goes away while a push is being sent: Ariadne then tries to send
+        # the error too, and the second failure escaped as a server traceback.
+        with contextlib.suppress(WebSocketDisconnected, WebSocketDisconnect, OSError):
+            await super().observe_async_results(websocket, results, operation_id, client_context)
 
     async def handle_websocket_connection_init_message(self, websocket, message, client_context):
         first = not client_context.connection_init_received
@@ -161,8 +167,9 @@ class LegacyWSHandler(Guarded, LegacySubscriptions):
     async def observe_async_results(self, websocket, results, operation_id):
         key = (id(websocket), operation_id)
         self._readers[key] = asyncio.current_task()
-        try:
-            await super().observe_async_results(websocket, results, operation_id)
+        try:  # a client gone while a push is sent: nobody is left to tell
+            with contextlib.suppress(WebSocketDisconnected, WebSocketDisconnect, OSError):
+                await super().observe_async_results(websocket, results, operation_id)
         finally:
             self._readers.pop(key, None)
 
