@@ -9,16 +9,10 @@ from receiver import Receiver
 from serving import running_server
 
 import clustore_lite
+from waiting import wait_for
 
 ADMIN, JWT_SECRET = "acl-admin-secret", "acl-jwt-secret-of-enough-length-for-hs256"
 
-
-def wait_for(condition, seconds=20.0, what="condition"):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def token(user_id):

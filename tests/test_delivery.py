@@ -16,17 +16,11 @@ from receiver import Receiver, free_port
 import clustore_lite
 from clustore_lite.cli import main
 from clustore_lite.delivery import Deliverer
+from waiting import wait_for
 
 LOCAL = "127.0.0.1"  # the receivers listen on loopback, which the policy refuses unless allowed
 FAST = {"backoff": 0.0, "timeout": 5.0, "webhook_allow": LOCAL}
 
-
-def wait_for(condition, seconds=15.0, what="condition"):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def trackings(store, org, count):

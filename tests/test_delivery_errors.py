@@ -11,16 +11,10 @@ from receiver import Receiver
 
 from clustore_lite.db import connection
 from clustore_lite.delivery import Deliverer
+from waiting import wait_for
 
 LOCAL = "127.0.0.1"  # the receivers listen on loopback, which the webhook policy refuses unless allowed
 
-
-def wait_for(condition, seconds=30.0, what="condition"):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 class Running:
