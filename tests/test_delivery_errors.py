@@ -4,7 +4,6 @@ past the busy timeout) ended delivery until the server restarted."""
 
 import logging
 import threading
-import time
 
 import apsw
 from receiver import Receiver
