@@ -53,8 +53,9 @@ class StoreBusy(ClustoreError):
 
 
 class DataCorrupted(ClustoreError):
-    """Stored bytes fail their checks (a chunk changed by another tool, a damaged
-    file): they are refused, since computing on them could crash the process."""
+    """Stored bytes fail their checks (a chunk changed by another tool), or SQLite found
+    the file damaged (a page, the header): refused, since computing on them could crash
+    the process; `clustore-lite check` says where, a backup restores them."""
 
     code = "data-corrupted"
 
@@ -75,9 +76,3 @@ class TransactionError(ClustoreError):
 def a(word: str) -> str:
     """'a team', 'an organization': for messages."""
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
-
-
-class DataCorrupted(ClustoreError):
-    """SQLite found the file damaged (a page, the header): restore a backup."""
-
-    code = "data-corrupted"

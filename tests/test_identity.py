@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 import clustore_lite
-from clustore_lite.access.http import Authenticator, AuthError
+from clustore_lite.access.http import Authenticator
 from clustore_lite.db.migrations import MIGRATIONS
 from serving import running_server
 

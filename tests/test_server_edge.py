@@ -15,7 +15,7 @@ import websockets.sync.client as ws_client
 from websockets.exceptions import InvalidStatus
 
 import clustore_lite
-from serving import free_port, running_server
+from serving import running_server
 
 SECRET = "edge-secret"
 JSON = {"content-type": "application/json"}
