@@ -90,7 +90,7 @@ def subscription_source(answer: Callable[..., Any]):
     async def source(_, info, **args):
         changes: Changes = info.context["changes"]
         counted = changes.admit(id(info.context.get("request")), info.context["store"].caller)
-        key = _live_key(info)
+        key = live_key(info)
         last = object()
         changes.subscribers[key] = changes.subscribers.get(key, 0) + 1
         try:
@@ -110,7 +110,7 @@ def subscription_source(answer: Callable[..., Any]):
     return source
 
 
-def _live_key(info) -> tuple:
+def live_key(info) -> tuple:
     source = info.field_nodes[0].loc.source.body if info.field_nodes[0].loc else id(info)
     store = info.context["store"]
     return (source, info.operation.name.value if info.operation.name else None,

@@ -20,6 +20,7 @@ from . import mutations
 from .errors import in_thread
 from .live import subscription_source
 from .select import run, selection
+from .stream import column_scalars, root_field, stream_sdl, stream_source
 
 def root_fields(table_name: str) -> dict[str, str]:
     """The root query fields of a table (Hasura's names) -> what each answers."""
@@ -97,7 +98,11 @@ class _SubscriptionRoot(SubscriptionType):
 def build_schema():
     query, mutation = ObjectType("query_root"), ObjectType("mutation_root")
     subscription = _SubscriptionRoot()
+    base = schema_text()
+    scalars = column_scalars(base)
     for table_name, table in TABLES.items():
+        subscription.set_source(root_field(table), stream_source(table, scalars[table_name]))
+        subscription.set_field(root_field(table), lambda answer, *_, **__: answer)
         for field, kind in root_fields(table_name).items():
             query.set_field(field, _root_resolver(table_name, kind))
             subscription.set_source(field, subscription_source(
@@ -113,7 +118,7 @@ def build_schema():
                         ("bigint", _parse_bigint)):
         scalars.append(ScalarType(name, serializer=_identity, value_parser=parse,
                                   literal_parser=_literal(parse)))
-    schema = make_executable_schema(schema_text(), query, subscription, mutation, *scalars)
+    schema = make_executable_schema([base, stream_sdl(base)], query, subscription, mutation, *scalars)
     for gql_type in schema.type_map.values():
         if isinstance(gql_type, GraphQLObjectType) and not gql_type.name.startswith("__"):
             for field in gql_type.fields.values():
