@@ -5,6 +5,7 @@ while subscribed, Hasura's cursor rules and errors, visibility and column masks.
 import asyncio
 import json
 import threading
+from datetime import datetime
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from gql.transport.websockets import WebsocketsTransport
 from websockets.sync import client as ws_client
 
 from clustore_lite.catalog import TABLES
+from clustore_lite.mirror.hasura import ORDER, table_metadata
 from serving import Client, running_server
 
 PROTOCOLS = ["graphql-transport-ws", "graphql-ws"]
@@ -275,3 +277,63 @@ def test_every_table_has_a_stream_with_hasuras_types(served):
             "ordering": {"name": "cursor_ordering", "ofType": None}}
         assert [f["name"] for f in inputs["v"]["inputFields"]] == table.visible_columns
         assert {f["type"]["kind"] for f in inputs["v"]["inputFields"]} == {"SCALAR"}
+
+
+def test_identical_streams_keep_cursors_of_their_own(served):
+    """Streams of one document share a computation only at the same cursor: one started
+    later still gets the backlog from its initial value, and each gets a new row once."""
+    client, prefix = Client(served), "twin-"
+    insert_orgs(client, [f"{prefix}0", f"{prefix}1"])
+    with Socket(served, "graphql-transport-ws") as socket_:
+        socket_.subscribe(1, org_stream(prefix, 5))
+        assert [r["name"] for r in socket_.batch("organizations_stream")] == ["twin-0", "twin-1"]
+        socket_.subscribe(2, org_stream(prefix, 5))
+        message = socket_.message()
+        assert message["id"] == "2", message
+        assert [r["name"] for r in message["payload"]["data"]["organizations_stream"]] == ["twin-0", "twin-1"]
+        insert_orgs(client, [f"{prefix}2"])
+        pushed = {}
+        while len(pushed) < 2:
+            message = socket_.message()
+            assert message["id"] not in pushed, message  # once each
+            pushed[message["id"]] = [r["name"] for r in message["payload"]["data"]["organizations_stream"]]
+        assert pushed == {"1": ["twin-2"], "2": ["twin-2"]}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_streams_count_towards_the_subscriptions_one_connection_may_hold(served, protocol):
+    with Socket(served, protocol) as socket_:
+        for number in range(100):
+            socket_.subscribe(number, org_stream(f"none-{number}-", 1))
+        socket_.subscribe(100, "subscription { organizations { name } }")
+        refused = socket_.message()  # streams with no rows send nothing: this is the refusal
+        assert refused["id"] == "100" and "100 subscriptions open already" in json.dumps(refused)
+
+
+def test_the_streams_the_hasura_metadata_declares_are_served(served):
+    """A client written against the PostgreSQL mirror behind Hasura finds its streams."""
+    served_fields = {f["name"]: {a["name"] for a in f["args"]} for f in httpx.post(
+        f"{served}/v1/graphql", json={"query": "{ __schema { subscriptionType { fields { name "
+                                               "args { name } } } } }"}).json()["data"]["__schema"]["subscriptionType"]["fields"]}
+    for table in ORDER:
+        configuration = table_metadata(table, "HOOK")["configuration"]
+        stream = configuration["custom_root_fields"]["select_stream"]
+        assert served_fields[stream] == {"batch_size", "cursor", "where"}, stream
+
+
+@pytest.mark.parametrize("zone", ["+02:00", "-05:30", "Z", "naive"])
+def test_a_timestamptz_initial_value_is_compared_as_the_instant_it_names(served, zone):
+    client, prefix = Client(served), f"tz{zone}-"
+    insert_orgs(client, [f"{prefix}0", f"{prefix}1"])
+    rows = client(f'{{ organizations(where: {{name: {{_like: "{prefix}%"}}}}, '
+                  f'order_by: {{createdAt: asc}}) {{ createdAt }} }}')["organizations"]
+    instant = datetime.fromisoformat(rows[0]["createdAt"])  # as the store writes it: UTC
+    if zone == "naive":  # taken as UTC
+        written = instant.replace(tzinfo=None).isoformat()
+    elif zone == "Z":
+        written = instant.replace(tzinfo=None).isoformat() + "Z"
+    else:
+        written = instant.astimezone(datetime.fromisoformat(f"2000-01-01T00:00{zone}").tzinfo).isoformat()
+    with Socket(served, "graphql-ws") as socket_:
+        socket_.subscribe(1, org_stream(prefix, 5, initial=written))
+        assert [r["name"] for r in socket_.batch("organizations_stream")] == [f"{prefix}1"]
