@@ -1,4 +1,5 @@
-"""The executable GraphQL schema: schema.graphql (kept by hand) bound to resolvers.
+"""The executable GraphQL schema: schema.graphql (kept by hand) and the SDL generated
+from the catalog (sdl.py), bound to resolvers.
 
 Queries and subscriptions compile their whole selection to one SQL statement per root
 field (select.py). Mutations go through the Python API, so the same checks, events
@@ -19,8 +20,9 @@ from ..values import check_id
 from . import mutations
 from .errors import in_thread
 from .live import subscription_source
+from .sdl import generated_sdl, stream_name
 from .select import run, selection
-from .stream import column_scalars, root_field, stream_sdl, stream_source
+from .stream import stream_source
 
 def root_fields(table_name: str) -> dict[str, str]:
     """The root query fields of a table (Hasura's names) -> what each answers."""
@@ -29,8 +31,10 @@ def root_fields(table_name: str) -> dict[str, str]:
 
 
 def schema_text() -> str:
-    """schema.graphql (a link to the one at the top of a checkout; a copy once installed)."""
-    return resources.files(__package__).joinpath("schema.graphql").read_text()
+    """The whole SDL served: schema.graphql (kept by hand; a link to the one at the top of
+    a checkout, a copy once installed) and what sdl.py generates from the catalog."""
+    hand = resources.files(__package__).joinpath("schema.graphql").read_text()
+    return hand + "\n" + generated_sdl()
 
 
 def answer_root_field(info, table_name: str, kind: str, args: dict) -> Any:
@@ -81,6 +85,12 @@ def _parse_bigint(value: Any) -> int:
     return value
 
 
+def _parse_float8(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"a float8 is a number, not {value!r}")
+    return float(value)
+
+
 def _literal(parse):
     def parse_literal(node, variables=None):
         return parse(value_from_ast_untyped(node, variables))
@@ -98,11 +108,9 @@ class _SubscriptionRoot(SubscriptionType):
 def build_schema():
     query, mutation = ObjectType("query_root"), ObjectType("mutation_root")
     subscription = _SubscriptionRoot()
-    base = schema_text()
-    scalars = column_scalars(base)
     for table_name, table in TABLES.items():
-        subscription.set_source(root_field(table), stream_source(table, scalars[table_name]))
-        subscription.set_field(root_field(table), lambda answer, *_, **__: answer)
+        subscription.set_source(stream_name(table), stream_source(table))
+        subscription.set_field(stream_name(table), lambda answer, *_, **__: answer)
         for field, kind in root_fields(table_name).items():
             query.set_field(field, _root_resolver(table_name, kind))
             subscription.set_source(field, subscription_source(
@@ -115,10 +123,10 @@ def build_schema():
     scalars = [ScalarType("jsonb", serializer=_identity, value_parser=_identity,
                           literal_parser=value_from_ast_untyped)]
     for name, parse in (("uuid", _parse_uuid), ("timestamptz", _parse_timestamp),
-                        ("bigint", _parse_bigint)):
+                        ("bigint", _parse_bigint), ("float8", _parse_float8)):
         scalars.append(ScalarType(name, serializer=_identity, value_parser=parse,
                                   literal_parser=_literal(parse)))
-    schema = make_executable_schema([base, stream_sdl(base)], query, subscription, mutation, *scalars)
+    schema = make_executable_schema(schema_text(), query, subscription, mutation, *scalars)
     for gql_type in schema.type_map.values():
         if isinstance(gql_type, GraphQLObjectType) and not gql_type.name.startswith("__"):
             for field in gql_type.fields.values():
