@@ -202,7 +202,7 @@ CURSOR_ORDERING = ('"ordering argument of a cursor"\n'
 
 def stream_name(table: Table) -> str:
     """The root field of a table's stream (the metadata's select_stream)."""
-    return f"{table.plural}_stream"
+    return root_field_names(table.name)["select_stream"]
 
 
 def cursor_columns(table: Table) -> list[str]:
