@@ -38,7 +38,7 @@ ORDERINGS = {"ASC": (">", "asc", "max"), "DESC": ("<", "desc", "min")}  # compar
 class Cursor:
     column: str
     ordering: str  # ASC or DESC
-    value: Any  # as SQLite stores it (JSON as text, booleans as 0/1)
+    value: Any  # as SQLite stores it (booleans as 0/1, timestamps as UTC text)
     batch_size: int
 
 
@@ -92,12 +92,11 @@ def read_batch(info, table: Table, cursor: Cursor, where: dict | None) -> tuple[
     compare, direction, last = ORDERINGS[cursor.ordering]
     rows = compiler.rows(table, where=where, order_by=[{cursor.column: direction}],
                          ordered=True, limit=cursor.batch_size)
-    past = f"{compiler.column(table, rows.alias, cursor.column)} {compare} {compiler.bind(cursor.value)}"
-    rows.condition = f"({rows.condition}) AND {past}"
+    position = compiler.column(table, rows.alias, cursor.column)  # NULL where masked
+    rows.condition = f"({rows.condition}) AND {position} {compare} {compiler.bind(cursor.value)}"
     source = f"({rows.select(f'{rows.alias}.*')}) {rows.alias}"
     value = select.object_json(table, rows.alias, get_named_type(info.return_type),
                                list(info.field_nodes))
-    position = compiler.column(table, rows.alias, cursor.column)
     sql = (f"(SELECT json_array(json_group_array({value} ORDER BY {rows.order}), "
            f"{last}({position})) FROM {source})")
     batch, moved = run(info.context["store"].db, sql, compiler.params)
@@ -128,9 +127,8 @@ async def _batches(info, table: Table, cursor: Cursor, where: dict | None):
     try:
         while True:
             seen = changes.version
-            batch = await _shared_batch(changes, (*shared, cursor.value), seen,
-                                        lambda at=cursor: read_batch(info, table, at, where))
-            rows, moved = batch
+            rows, moved = await _shared_batch(changes, (*shared, cursor.value), seen,
+                                              lambda at=cursor: read_batch(info, table, at, where))
             if rows:
                 yield rows
                 cursor = replace(cursor, value=moved)
