@@ -13,9 +13,9 @@ MAX_LINES = 600
 LAYERS = [
     ["errors", "catalog"],
     ["values", "arrow.ipc_size", "arrow.codec", "arrow.files"],
-    ["db.event_sql", "db.recipients_sql", "db.migrations", "db.connection", "db.maintenance",
-     "db.sqlite_errors"],
-    ["query"],
+    ["db.event_sql", "db.recipients_sql", "db.migrations", "db.statistics", "db.connection",
+     "db.maintenance", "db.sqlite_errors"],
+    ["aggregation", "query"],
     ["access.destinations", "access.roles", "access.audience"],
     ["model.base", "model.entities", "model.work", "model.dataframes", "model.eventlog"],
     ["access.rules"],
