@@ -23,7 +23,7 @@ LAYERS = [
     ["access.http", "demo", "outbound", "delivery", "mirror.pg_schema", "mirror.postgres",
      "mirror.hasura"],
     ["graphql.error_paths", "graphql.atomic", "graphql.errors", "graphql.limits",
-     "graphql.documents", "graphql.select", "graphql.live", "graphql.mutations", "graphql.schema",
+     "graphql.documents", "graphql.select", "graphql.aggregate_sdl", "graphql.live", "graphql.mutations", "graphql.schema",
      "graphql.fastpath"],
     ["server.errors", "server.graphql_http", "server.guard", "server.bodies",
      "server.http_protocol", "server.ide", "server.subscriptions", "server.websockets",

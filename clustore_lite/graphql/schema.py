@@ -11,12 +11,13 @@ from importlib import resources
 from typing import Any
 
 from ariadne import ObjectType, ScalarType, SubscriptionType, make_executable_schema
-from graphql import GraphQLObjectType, get_named_type, value_from_ast_untyped
+from graphql import GraphQLObjectType, build_schema as build_sdl, get_named_type, value_from_ast_untyped
 
 from ..catalog import TABLES
 from ..errors import ClustoreError
 from ..values import check_id
 from . import mutations
+from .aggregate_sdl import aggregate_sdl
 from .errors import in_thread
 from .live import subscription_source
 from .select import run, selection
@@ -38,6 +39,17 @@ def answer_root_field(info, table_name: str, kind: str, args: dict) -> Any:
     sql = select.root_json(TABLES[table_name], kind, args, get_named_type(info.return_type),
                            list(info.field_nodes))
     return run(info.context["store"].db, sql, select.compiler.params)
+
+
+def full_schema_text() -> str:
+    """schema.graphql and the aggregates' SDL derived from the catalog, typed after
+    the columns' own fields in schema.graphql."""
+    base = build_sdl(schema_text())
+
+    def scalar(table, column: str) -> str:
+        return get_named_type(base.type_map[table.name].fields[column].type).name
+
+    return schema_text() + "\n" + aggregate_sdl(scalar)
 
 
 def _root_resolver(table_name: str, kind: str):
@@ -113,7 +125,7 @@ def build_schema():
                         ("bigint", _parse_bigint)):
         scalars.append(ScalarType(name, serializer=_identity, value_parser=parse,
                                   literal_parser=_literal(parse)))
-    schema = make_executable_schema(schema_text(), query, subscription, mutation, *scalars)
+    schema = make_executable_schema(full_schema_text(), query, subscription, mutation, *scalars)
     for gql_type in schema.type_map.values():
         if isinstance(gql_type, GraphQLObjectType) and not gql_type.name.startswith("__"):
             for field in gql_type.fields.values():

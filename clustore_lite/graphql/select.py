@@ -171,7 +171,7 @@ class Selection:
             else:
                 columns_type = self._type_of(fields_type, name)
                 columns = self.columns_json(table, inner, name, columns_type, field_nodes)
-                value = f"(SELECT {columns} FROM {rows})"
+                value = f"json((SELECT {columns} FROM {rows}))"
             parts.append(f"'{_key(key)}', {value}")
         return f"json_object({', '.join(parts)})"
 
