@@ -7,6 +7,7 @@ graphql-core's path answer alike."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
 import tempfile
@@ -16,6 +17,7 @@ import pytest
 from gql import Client as GqlClient
 from gql import gql
 from gql.transport.httpx import HTTPXTransport
+from gql.transport.websockets import WebsocketsTransport
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -258,3 +260,30 @@ def test_variances_match_pythons_exact_statistics(values):
             else:
                 assert got == pytest.approx(compute(present), rel=1e-9, abs=1e-6), name
         conn.close()
+
+
+@pytest.mark.parametrize("subprotocol", ["graphql-transport-ws", "graphql-ws"])
+def test_subscriptions_push_new_aggregates(server, subprotocol):
+    """The real gql client subscribes over each WebSocket protocol; each write that
+    changes the aggregate pushes its new value."""
+    url, _ = server
+    client = Client(url)
+    document = gql("""subscription { organizations_aggregate { aggregate {
+        count max { name } min { createdAt } } } }""")
+
+    async def watch() -> list:
+        transport = WebsocketsTransport(url=url.replace("http", "ws") + "/v1/graphql",
+                                        subprotocols=[subprotocol])
+        seen = []
+        async with GqlClient(transport=transport) as session:
+            async for answer in session.subscribe(document):
+                seen.append(answer["organizations_aggregate"]["aggregate"])
+                if len(seen) == 3:
+                    break
+                await asyncio.to_thread(client, 'mutation { insert_organization_one('
+                                        f'object: {{name: "s{len(seen)}"}}) {{ id }} }}')
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(watch(), 60))
+    assert [(a["count"], a["max"]["name"]) for a in seen] == [(0, None), (1, "s1"), (2, "s2")]
+    assert seen[0]["min"]["createdAt"] is None and seen[2]["min"] == seen[1]["min"]
