@@ -27,39 +27,50 @@ def _functions(table: Table) -> list[str]:
     return [f for f in FUNCTIONS if columns_for(table, f)]
 
 
-def function_types(table: Table, scalar: Scalar) -> str:
-    """T_<function>_fields for each function, and their fields on T_aggregate_fields."""
-    name, parts, fields = table.name, [], []
+def function_fields(table: Table) -> list[str]:
+    """The fields of T_aggregate_fields beside count: `sum: T_sum_fields`, ..."""
+    return [f"{function}: {table.name}_{function}_fields" for function in _functions(table)]
+
+
+def function_types(table: Table, scalar: Scalar) -> list[str]:
+    """T_<function>_fields for each function: the column's scalar, or Float."""
+    types = []
     for function in _functions(table):
         as_float = FUNCTIONS[function][2]
         lines = [f"{c}: {'Float' if as_float else scalar(table, c)}"
                  for c in columns_for(table, function)]
-        parts.append(_block("type", f"{name}_{function}_fields", lines))
-        fields.append(f"{function}: {name}_{function}_fields")
-    if fields:
-        parts.append(_block("extend type", f"{name}_aggregate_fields", fields))
-    return "".join(parts)
+        types.append(_block("type", f"{table.name}_{function}_fields", lines))
+    return types
 
 
-def order_by_inputs(table: Table) -> str:
+def order_by_fields(table: Table) -> list[str]:
+    """T_order_by's `<array>_aggregate` fields, one per array relationship."""
+    return [f"{a}_aggregate: {rel.table}_aggregate_order_by" for a, rel in table.arrays.items()]
+
+
+def bool_exp_fields(table: Table) -> list[str]:
+    """T_bool_exp's `<array>_aggregate` fields, one per array relationship."""
+    return [f"{a}_aggregate: {rel.table}_aggregate_bool_exp" for a, rel in table.arrays.items()]
+
+
+def order_by_inputs(table: Table) -> list[str]:
     """T_aggregate_order_by (count, and each function's T_<function>_order_by)."""
-    name, parts = table.name, []
+    name, inputs = table.name, []
     fields = ["count: order_by"]
     for function in _functions(table):
         lines = [f"{c}: order_by" for c in columns_for(table, function)]
-        parts.append(_block("input", f"{name}_{function}_order_by", lines))
+        inputs.append(_block("input", f"{name}_{function}_order_by", lines))
         fields.append(f"{function}: {name}_{function}_order_by")
-    parts.append(_block("input", f"{name}_aggregate_order_by", sorted(fields)))
-    return "".join(parts)
+    return inputs + [_block("input", f"{name}_aggregate_order_by", sorted(fields))]
 
 
-def bool_exp_inputs(table: Table) -> str:
+def bool_exp_inputs(table: Table) -> list[str]:
     """T_aggregate_bool_exp: count over any columns, bool_and/bool_or over a boolean one."""
     name = table.name
     common = ["distinct: Boolean", f"filter: {name}_bool_exp"]
-    parts = [_block("input", f"{name}_aggregate_bool_exp_count",
-                    [f"arguments: [{name}_select_column!]", *common,
-                     "predicate: Int_comparison_exp!"])]
+    inputs = [_block("input", f"{name}_aggregate_bool_exp_count",
+                     [f"arguments: [{name}_select_column!]", *common,
+                      "predicate: Int_comparison_exp!"])]
     fields = [f"count: {name}_aggregate_bool_exp_count"]
     for function in BOOL_FUNCTIONS:
         columns = columns_for(table, function)
@@ -67,31 +78,29 @@ def bool_exp_inputs(table: Table) -> str:
             continue
         exp = f"{name}_aggregate_bool_exp_{function}"
         enum = f"{name}_select_column_{exp}_arguments_columns"
-        parts.append(_block("enum", enum, columns))
-        parts.append(_block("input", exp, [f"arguments: {enum}!", *common,
-                                           "predicate: Boolean_comparison_exp!"]))
+        inputs.append(_block("enum", enum, columns))
+        inputs.append(_block("input", exp, [f"arguments: {enum}!", *common,
+                                            "predicate: Boolean_comparison_exp!"]))
         fields.append(f"{function}: {exp}")
-    parts.append(_block("input", f"{name}_aggregate_bool_exp", sorted(fields)))
-    return "".join(parts)
+    return inputs + [_block("input", f"{name}_aggregate_bool_exp", sorted(fields))]
 
 
-def relationship_inputs(table: Table) -> str:
-    """`<array>_aggregate` on T_order_by and T_bool_exp, for each array relationship."""
-    if not table.arrays:
-        return ""
-    order = [f"{a}_aggregate: {rel.table}_aggregate_order_by" for a, rel in table.arrays.items()]
-    where = [f"{a}_aggregate: {rel.table}_aggregate_bool_exp" for a, rel in table.arrays.items()]
-    return (_block("extend input", f"{table.name}_order_by", order)
-            + _block("extend input", f"{table.name}_bool_exp", where))
+def related_inputs(table: Table) -> list[str]:
+    """The inputs an array relationship to `table` orders and filters by (none when no
+    array relationship leads to it, as in Hasura)."""
+    if not any(rel.table == table.name for t in TABLES.values() for rel in t.arrays.values()):
+        return []
+    return order_by_inputs(table) + bool_exp_inputs(table)
 
 
 def aggregate_sdl(scalar: Scalar) -> str:
-    """All of the above, for every table of the catalog."""
-    targets = {rel.table for table in TABLES.values() for rel in table.arrays.values()}
+    """All of the above for every table, as extensions of schema.graphql's types."""
     parts = []
     for table in TABLES.values():
-        parts.append(function_types(table, scalar))
-        if table.name in targets:
-            parts.append(order_by_inputs(table) + bool_exp_inputs(table))
-        parts.append(relationship_inputs(table))
-    return "\n".join(p for p in parts if p)
+        parts += function_types(table, scalar) + related_inputs(table)
+        for kind, name, lines in (("type", "aggregate_fields", function_fields(table)),
+                                  ("input", "order_by", order_by_fields(table)),
+                                  ("input", "bool_exp", bool_exp_fields(table))):
+            if lines:
+                parts.append(_block(f"extend {kind}", f"{table.name}_{name}", lines))
+    return "\n".join(parts)
