@@ -232,7 +232,8 @@ def test_python_api_orders_and_filters_by_aggregates_with_clear_errors(tmp_path)
         for order_by, message in (
                 ({"datasets_aggregate": {"sum": {"name": "asc"}}}, "sum does not apply"),
                 ({"datasets_aggregate": {"median": {"name": "asc"}}}, "unknown aggregate"),
-                ({"datasets_aggregate": {"count": "upward"}}, "order direction")):
+                ({"datasets_aggregate": {"count": "upward"}}, "order direction"),
+                ({"name": {"asc": True}}, "order direction")):  # was a TypeError
             with pytest.raises(InvalidValue, match=message):
                 store.organizations.list(order_by=order_by)
 

@@ -11,9 +11,10 @@ from importlib import resources
 from typing import Any
 
 from ariadne import ObjectType, ScalarType, SubscriptionType, make_executable_schema
-from graphql import GraphQLObjectType, build_schema as build_sdl, get_named_type, value_from_ast_untyped
+from graphql import GraphQLObjectType, get_named_type, value_from_ast_untyped
+from graphql import build_schema as build_sdl
 
-from ..catalog import TABLES
+from ..catalog import TABLES, Table
 from ..errors import ClustoreError
 from ..values import check_id
 from . import mutations
@@ -46,7 +47,7 @@ def full_schema_text() -> str:
     the columns' own fields in schema.graphql."""
     base = build_sdl(schema_text())
 
-    def scalar(table, column: str) -> str:
+    def scalar(table: Table, column: str) -> str:
         return get_named_type(base.type_map[table.name].fields[column].type).name
 
     return schema_text() + "\n" + aggregate_sdl(scalar)
