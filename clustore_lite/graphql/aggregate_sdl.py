@@ -1,11 +1,12 @@
 """The SDL of Hasura's aggregates, derived from the catalog (and aggregation.py's list
-of functions): T_sum_fields, T_avg_fields, T_max_fields, ... on T_aggregate_fields;
-T_aggregate_order_by with T_sum_order_by, ... on array relationships' order_by; and
-T_aggregate_bool_exp (count, bool_and, bool_or) on array relationships' filters.
+of functions), for sdl.py's generator: T_sum_fields, T_avg_fields, T_max_fields, ... on
+T_aggregate_fields; T_aggregate_order_by with T_sum_order_by, ... on array
+relationships' order_by; and T_aggregate_bool_exp (count, bool_and, bool_or) on array
+relationships' filters.
 
 Names are Hasura's, so code generated against Hasura works here. `scalar(table,
-column)` answers a column's GraphQL scalar (sum, max and min keep it; the statistics
-answer Float, as Hasura's float8 results do)."""
+column)` answers a column's GraphQL scalar (sum, max and min keep it; avg and the
+statistics answer Float, as in Hasura)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from ..aggregation import BOOL_FUNCTIONS, FUNCTIONS, columns_for
 from ..catalog import TABLES, Table
 
 Scalar = Callable[[Table, str], str]
+PREDICATES = ("Int", "Boolean")  # T_aggregate_bool_exp's predicates compare these
 
 
 def _block(kind: str, name: str, lines: list[str]) -> str:
     body = "\n".join(f"  {line}" for line in lines)
-    return f"{kind} {name} {{\n{body}\n}}\n"
+    return f"{kind} {name} {{\n{body}\n}}"
 
 
 def _functions(table: Table) -> list[str]:
@@ -91,16 +93,3 @@ def related_inputs(table: Table) -> list[str]:
     if not any(rel.table == table.name for t in TABLES.values() for rel in t.arrays.values()):
         return []
     return order_by_inputs(table) + bool_exp_inputs(table)
-
-
-def aggregate_sdl(scalar: Scalar) -> str:
-    """All of the above for every table, as extensions of schema.graphql's types."""
-    parts = []
-    for table in TABLES.values():
-        parts += function_types(table, scalar) + related_inputs(table)
-        for kind, name, lines in (("type", "aggregate_fields", function_fields(table)),
-                                  ("input", "order_by", order_by_fields(table)),
-                                  ("input", "bool_exp", bool_exp_fields(table))):
-            if lines:
-                parts.append(_block(f"extend {kind}", f"{table.name}_{name}", lines))
-    return "\n".join(parts)

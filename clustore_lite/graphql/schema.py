@@ -1,4 +1,5 @@
-"""The executable GraphQL schema: schema.graphql (kept by hand) bound to resolvers.
+"""The executable GraphQL schema: schema.graphql (kept by hand) and the SDL generated
+from the catalog (sdl.py), bound to resolvers.
 
 Queries and subscriptions compile their whole selection to one SQL statement per root
 field (select.py). Mutations go through the Python API, so the same checks, events
@@ -12,15 +13,14 @@ from typing import Any
 
 from ariadne import ObjectType, ScalarType, SubscriptionType, make_executable_schema
 from graphql import GraphQLObjectType, get_named_type, value_from_ast_untyped
-from graphql import build_schema as build_sdl
 
-from ..catalog import TABLES, Table
+from ..catalog import TABLES
 from ..errors import ClustoreError
 from ..values import check_id
 from . import mutations
-from .aggregate_sdl import aggregate_sdl
 from .errors import in_thread
 from .live import subscription_source
+from .sdl import generated_sdl
 from .select import run, selection
 
 def root_fields(table_name: str) -> dict[str, str]:
@@ -30,8 +30,10 @@ def root_fields(table_name: str) -> dict[str, str]:
 
 
 def schema_text() -> str:
-    """schema.graphql (a link to the one at the top of a checkout; a copy once installed)."""
-    return resources.files(__package__).joinpath("schema.graphql").read_text()
+    """The whole SDL served: schema.graphql (kept by hand; a link to the one at the top of
+    a checkout, a copy once installed) and what sdl.py generates from the catalog."""
+    hand = resources.files(__package__).joinpath("schema.graphql").read_text()
+    return hand + "\n" + generated_sdl()
 
 
 def answer_root_field(info, table_name: str, kind: str, args: dict) -> Any:
@@ -40,17 +42,6 @@ def answer_root_field(info, table_name: str, kind: str, args: dict) -> Any:
     sql = select.root_json(TABLES[table_name], kind, args, get_named_type(info.return_type),
                            list(info.field_nodes))
     return run(info.context["store"].db, sql, select.compiler.params)
-
-
-def full_schema_text() -> str:
-    """schema.graphql and the aggregates' SDL derived from the catalog, typed after
-    the columns' own fields in schema.graphql."""
-    base = build_sdl(schema_text())
-
-    def scalar(table: Table, column: str) -> str:
-        return get_named_type(base.type_map[table.name].fields[column].type).name
-
-    return schema_text() + "\n" + aggregate_sdl(scalar)
 
 
 def _root_resolver(table_name: str, kind: str):
@@ -93,6 +84,12 @@ def _parse_bigint(value: Any) -> int:
     return value
 
 
+def _parse_float8(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"a float8 is a number, not {value!r}")
+    return float(value)
+
+
 def _literal(parse):
     def parse_literal(node, variables=None):
         return parse(value_from_ast_untyped(node, variables))
@@ -123,10 +120,10 @@ def build_schema():
     scalars = [ScalarType("jsonb", serializer=_identity, value_parser=_identity,
                           literal_parser=value_from_ast_untyped)]
     for name, parse in (("uuid", _parse_uuid), ("timestamptz", _parse_timestamp),
-                        ("bigint", _parse_bigint)):
+                        ("bigint", _parse_bigint), ("float8", _parse_float8)):
         scalars.append(ScalarType(name, serializer=_identity, value_parser=parse,
                                   literal_parser=_literal(parse)))
-    schema = make_executable_schema(full_schema_text(), query, subscription, mutation, *scalars)
+    schema = make_executable_schema(schema_text(), query, subscription, mutation, *scalars)
     for gql_type in schema.type_map.values():
         if isinstance(gql_type, GraphQLObjectType) and not gql_type.name.startswith("__"):
             for field in gql_type.fields.values():
