@@ -35,7 +35,8 @@ NUMERIC = ("size", "dim", "rows")
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """ana owns lumen (three datasets), secret1 and secret2; bob owns b1 and b2 and is
-    a guest of lumen only, so he sees ana but one of her three organizations."""
+    a guest of lumen only, so he sees ana but one of her three organizations; carl is
+    a guest of lumen too."""
     path = tmp_path_factory.mktemp("agg") / "agg.sqlite"
     with clustore_lite.open(path) as store:
         ana = store.users.create("ana", "zz-ana@example.org")
@@ -52,6 +53,9 @@ def world(tmp_path_factory):
             store.datasets.create(lumen.id, name, data, owner_id=ana.id, chunk_rows=2)
         store.memberships.create(lumen.access_id, "guest", user_id=bob.id, follow=True,
                                  webhook="https://hooks.example.org/bob")
+        carl = store.users.create("carl")  # his webhook is masked for bob
+        store.memberships.create(lumen.access_id, "guest", user_id=carl.id,
+                                 webhook="https://hooks.example.org/carl")
         ids = {"ana": ana.id, "bob": bob.id, "lumen": lumen.id}
     with running_server(path) as url:
         yield url, ids
@@ -120,7 +124,9 @@ def test_a_caller_aggregates_only_rows_and_columns_it_sees(world):
       users_aggregate { aggregate { count max { email } min { email name } } }
       users(order_by: {name: asc}) { name organizations_aggregate { aggregate { count max { name } } } }
       accesses_aggregate { aggregate { max { webhook } } }
-      memberships_aggregate { aggregate { max { webhook } } } }""")
+      memberships_aggregate { aggregate { count max { webhook } } }
+      hooked: accesses_aggregate(where: {memberships_aggregate: {count: {
+        arguments: [webhook], predicate: {_gt: 1}}}}) { aggregate { count } } }""")
     users = data["users_aggregate"]["aggregate"]
     assert users["count"] == 2  # ana (lumen's owner) and himself
     assert users["max"] == {"email": "bob@example.org"}  # ana's email is masked for him
@@ -131,12 +137,16 @@ def test_a_caller_aggregates_only_rows_and_columns_it_sees(world):
     # an access's webhook shows to its admins: b2's, not lumen's, is the max he sees
     assert data["accesses_aggregate"]["aggregate"]["max"] == {
         "webhook": "https://hooks.example.org/b2"}
-    # his own membership's webhook is his to read
-    assert data["memberships_aggregate"]["aggregate"]["max"] == {
-        "webhook": "https://hooks.example.org/bob"}
-    admin = Client(url)("{ accesses_aggregate { aggregate { max { webhook } } } }")
+    # his own membership's webhook is his to read, carl's is not
+    assert data["memberships_aggregate"]["aggregate"] == {
+        "count": 2, "max": {"webhook": "https://hooks.example.org/bob"}}
+    assert data["hooked"]["aggregate"]["count"] == 0  # lumen's has one webhook he sees
+    admin = Client(url)("""{ accesses_aggregate { aggregate { max { webhook } } }
+      hooked: accesses_aggregate(where: {memberships_aggregate: {count: {
+        arguments: [webhook], predicate: {_gt: 1}}}}) { aggregate { count } } }""")
     assert admin["accesses_aggregate"]["aggregate"]["max"] == {
         "webhook": "https://hooks.example.org/zz-lumen"}
+    assert admin["hooked"]["aggregate"]["count"] == 1
 
 
 def test_order_by_an_array_relationships_aggregate(world):
@@ -150,7 +160,7 @@ def test_order_by_an_array_relationships_aggregate(world):
     assert response["errors"][0]["extensions"]["code"] == "validation-failed"  # sum of text
     query = query[: query.index("by_rows")] + "}"
     admin = both_paths(client, query)
-    assert [u["name"] for u in admin["users"]] == ["ana", "bob"]  # 3 organizations, 2
+    assert [u["name"] for u in admin["users"]] == ["ana", "bob", "carl"]  # 3, 2, 0
     assert [o["name"] for o in admin["organizations"]] == ["lumen", "b1"]
     bob = both_paths(as_user(url, ids["bob"]), query)
     assert [u["name"] for u in bob["users"]] == ["bob", "ana"]  # he sees 1 of ana's
@@ -167,13 +177,13 @@ def test_aggregate_bool_exp_filters(world):
       following: accesses_aggregate(where: {memberships_aggregate: {
            bool_or: {arguments: follow, predicate: {_eq: true}}}}) { aggregate { count } }
       all_follow: accesses_aggregate(where: {memberships_aggregate: {
-           bool_and: {arguments: follow, predicate: {_eq: false}}}}) { aggregate { count } } }"""
+           bool_and: {arguments: follow, predicate: {_eq: true}}}}) { aggregate { count } } }"""
     admin = both_paths(Client(url), query)
     assert [u["name"] for u in admin["many"]] == ["ana"]
     assert [o["name"] for o in admin["p"]] == ["lumen"]
     assert [o["name"] for o in admin["none"]] == ["b1", "b2", "secret1", "secret2"]
     assert admin["following"]["aggregate"]["count"] == 1
-    assert admin["all_follow"]["aggregate"]["count"] == 0
+    assert admin["all_follow"]["aggregate"]["count"] == 0  # bob follows lumen, carl not
     bob = both_paths(as_user(url, ids["bob"]), query)
     assert bob["many"] == []  # he sees one of ana's three organizations
 
