@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import aggregation
 from .catalog import BLOB, BOOL, JSON, TABLES, ArrayRel, ObjectRel, Table, q
 from .errors import InvalidValue
 
@@ -167,9 +168,11 @@ class Compiler:
             return _balanced(parts, key[1:].upper()) if parts else "1" if key == "_and" else "0"
         if key == "_not":
             return f"NOT ({self.where(table, alias, value)})"
+        if aggregation.array_of(table, key):
+            return aggregation.filter_sql(self, table, alias, key, value)
         if key in table.objects or key in table.arrays:
             rel = table.objects.get(key) or table.arrays[key]
-            with self._deeper("hops", MAX_WHERE_HOPS, "a filter goes through relationships"):
+            with self.hop():
                 related = self.rows(TABLES[rel.table], where=value, via=(rel, alias))
             return f"EXISTS ({related.select('1')})"
         if key in table.columns and key not in table.hidden:
@@ -178,19 +181,23 @@ class Compiler:
         raise InvalidValue(f"{table.name} has no field {key!r} to filter on")
 
     def _column(self, table: Table, alias: str, column: str, ops: Any) -> str:
+        ref = self.column(table, alias, column)
+        return self.compare(ref, table.columns[column], ops, f"{table.name}.{column}")
+
+    def compare(self, ref: str, kind: str, ops: Any, what: str) -> str:
+        """SQL for the comparison operators `ops` applied to the SQL value `ref` of
+        catalog `kind` (a column, or an aggregate); `what` names it in errors."""
         if not isinstance(ops, dict) or not ops:
             raise InvalidValue(
-                f"filter on {table.name}.{column} must be an object of operators such as "
+                f"filter on {what} must be an object of operators such as "
                 f"{{_eq: ...}}, not {ops!r}")
-        kind = table.columns[column]
-        ref = self.column(table, alias, column)
         parts = []
         for op, value in ops.items():
             if op == "_is_null":
                 parts.append(f"{ref} IS {'' if value else 'NOT '}NULL")
                 continue
             if value is None:
-                raise InvalidValue(f"{op} on {table.name}.{column} needs a value; "
+                raise InvalidValue(f"{op} on {what} needs a value; "
                                    "use _is_null to test for null")
             if op in COMPARISONS:
                 parts.append(f"{ref} {COMPARISONS[op]} {self._param(kind, value)}")
@@ -207,7 +214,7 @@ class Compiler:
                 negate = "NOT " if op == "_nilike" else ""
                 parts.append(f"lower({ref}) {negate}LIKE lower({self._param(kind, value)})")
             else:
-                raise InvalidValue(f"unknown operator {op!r} on {table.name}.{column}")
+                raise InvalidValue(f"unknown operator {op!r} on {what}")
         return " AND ".join(parts)
 
     def _param(self, kind: str, value: Any) -> str:
@@ -236,27 +243,35 @@ class Compiler:
             if not isinstance(item, dict):
                 raise InvalidValue(f"order_by items must be objects, not {item!r}")
             for key, direction in item.items():
-                terms.append(" ".join(self._order_term(table, alias, key, direction)))
+                terms.extend(" ".join(t) for t in self._order_terms(table, alias, key, direction))
         terms.extend(f"{self.column(table, alias, k)} ASC" for k in (*table.default_order, *table.key))
         return ", ".join(terms)
 
-    def _order_term(self, table: Table, alias: str, key: str, direction: Any) -> tuple[str, str]:
-        """(expression, ordering) for one order_by entry; object relationships order
-        by a correlated subquery on the related row."""
+    def _order_terms(self, table: Table, alias: str, key: str,
+                     direction: Any) -> list[tuple[str, str]]:
+        """(expression, ordering) for each term of one order_by entry: object
+        relationships order by a correlated subquery on the related row, an array's
+        `<array>_aggregate` by aggregates of the related rows."""
+        if aggregation.array_of(table, key):
+            return [(expression, _ordering(value)) for expression, value
+                    in aggregation.order_terms(self, table, alias, key, direction)]
         if key in table.objects:
-            if not isinstance(direction, dict) or len(direction) != 1:
-                raise InvalidValue(f"order_by on {key} takes one field of {key}")
+            if not isinstance(direction, dict) or not direction:
+                raise InvalidValue(f"order_by on {key} takes fields of {key}")
             rel = table.objects[key]
             target = TABLES[rel.table]
             related = self.rows(target, via=(rel, alias))
-            [(field, sub_direction)] = direction.items()
-            expression, order = self._order_term(target, related.alias, field, sub_direction)
-            return f"({related.select(expression)})", order
+            return [(f"({related.select(expression)})", order)
+                    for field, sub_direction in direction.items()
+                    for expression, order in self._order_terms(target, related.alias, field,
+                                                                sub_direction)]
         if key not in table.columns or key in table.hidden:
             raise InvalidValue(f"{table.name} has no field {key!r} to order by")
-        if direction not in ORDER:
-            raise InvalidValue(f"order direction must be one of {', '.join(ORDER)}, not {direction!r}")
-        return self.column(table, alias, key), ORDER[direction]
+        return [(self.column(table, alias, key), _ordering(direction))]
+
+    def hop(self):
+        """A filter goes through one more relationship (InvalidValue past the limit)."""
+        return self._deeper("hops", MAX_WHERE_HOPS, "a filter goes through relationships")
 
 
     @contextlib.contextmanager
@@ -277,6 +292,12 @@ def _image_select(table: Table, image: str) -> str:
     ones, such as tokens, are NULL)."""
     columns = ", ".join(f"json_extract({image}, '$.{c}') AS {q(c)}" for c in table.columns)
     return f"SELECT {columns}"
+
+
+def _ordering(direction: Any) -> str:
+    if not isinstance(direction, str) or direction not in ORDER:
+        raise InvalidValue(f"order direction must be one of {', '.join(ORDER)}, not {direction!r}")
+    return ORDER[direction]
 
 
 def _at_most(count: int, limit: int, what: str) -> None:

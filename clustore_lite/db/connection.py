@@ -31,6 +31,7 @@ from typing import Callable
 import apsw
 
 from ..errors import InvalidValue, StoreBusy, StoreReplaced, StoreVersionError, TransactionError
+from . import statistics
 from .migrations import LATEST, MIGRATIONS
 
 PAGE_SIZE = 65536
@@ -85,6 +86,7 @@ def connect(path: str, session: Session | None = None,
     conn = apsw.Connection(os.fspath(path))
     for name, (function, arity) in (functions or {}).items():
         conn.create_scalar_function(name, function, arity, deterministic=True)
+    statistics.register(conn)  # stddev and variance, which SQLite lacks
     session = session or Session()
     conn.create_scalar_function("clustore_session", lambda: session.json, 0)
     conn.set_busy_timeout(BUSY_TIMEOUT_MS)

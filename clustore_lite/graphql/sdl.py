@@ -12,6 +12,7 @@ mutation responses, streams. A feature of the generated API is one function belo
 from __future__ import annotations
 
 from ..catalog import JSON, TABLES, Table, pg_type, root_field_names
+from . import aggregate_sdl
 
 # Hasura's GraphQL scalar for each PostgreSQL type (its built-in ones are capitalised).
 GRAPHQL_SCALARS = {"uuid": "uuid", "timestamptz": "timestamptz", "jsonb": "jsonb",
@@ -79,7 +80,7 @@ ORDER_BY = block("enum", "order_by", ["asc", "asc_nulls_first", "asc_nulls_last"
 def comparison_expressions() -> list[str]:
     return [block("input", f"{scalar}_comparison_exp",
                   [f"{op}: {kind}" for op, kind in comparison_operators(scalar).items()])
-            for scalar in scalars_in_use()]
+            for scalar in dict.fromkeys([*scalars_in_use(), *aggregate_sdl.PREDICATES])]
 
 
 # -- per table ---------------------------------------------------------------------------
@@ -111,7 +112,15 @@ def orderable(table: Table) -> list[str]:
 
 def aggregate_fields(table: Table) -> list[str]:
     """The fields of `T_aggregate_fields`."""
-    return [f"count(columns: [{table.name}_select_column!], distinct: Boolean): Int!"]
+    return [f"count(columns: [{table.name}_select_column!], distinct: Boolean): Int!",
+            *aggregate_sdl.function_fields(table)]
+
+
+def aggregate_types(table: Table) -> list[str]:
+    """T_sum_fields, T_max_fields, ...; and, when an array relationship leads to the
+    table, T_aggregate_order_by and T_aggregate_bool_exp (aggregate_sdl.py)."""
+    scalar = lambda t, column: graphql_scalar(t.name, column)  # noqa: E731
+    return aggregate_sdl.function_types(table, scalar) + aggregate_sdl.related_inputs(table)
 
 
 def table_types(table: Table) -> list[str]:
@@ -122,14 +131,17 @@ def table_types(table: Table) -> list[str]:
     out.append(block("type", f"{name}_aggregate",
                      [f"aggregate: {name}_aggregate_fields", f"nodes: [{name}!]!"]))
     out.append(block("type", f"{name}_aggregate_fields", aggregate_fields(table)))
+    out += aggregate_types(table)
     out.append(block("enum", f"{name}_select_column", table.visible_columns))
     boolean = [f"_and: [{name}_bool_exp!]", f"_or: [{name}_bool_exp!]", f"_not: {name}_bool_exp"]
     boolean += [f"{c}: {graphql_scalar(name, c)}_comparison_exp" for c in table.visible_columns]
     boolean += [f"{field}: {rel.table}_bool_exp" for field, rel in table.objects.items()]
     boolean += [f"{field}: {rel.table}_bool_exp" for field, rel in table.arrays.items()]
+    boolean += aggregate_sdl.bool_exp_fields(table)
     out.append(block("input", f"{name}_bool_exp", boolean))
     order = [f"{c}: order_by" for c in orderable(table)]
     order += [f"{field}: {rel.table}_order_by" for field, rel in table.objects.items()]
+    order += aggregate_sdl.order_by_fields(table)
     out.append(block("input", f"{name}_order_by", order))
     if not table.store_written:
         out += mutation_types(table)

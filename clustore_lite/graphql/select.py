@@ -17,6 +17,7 @@ from graphql import (FieldNode, FragmentSpreadNode, GraphQLIncludeDirective,
                      SelectionSetNode, get_named_type)
 from graphql.execution.values import get_argument_values, get_directive_values
 
+from .. import aggregation
 from ..arrow.codec import chunk_name, rows_json
 from ..catalog import BOOL, JSON, TABLES, Table, q
 from ..db.sqlite_errors import reported
@@ -148,33 +149,44 @@ class Selection:
                              f"{self.list_json(table, args, node_type, field_nodes, correlation)}")
             elif name == "aggregate":
                 fields_type = self._type_of(aggregate_type, "aggregate")
-                counts = []
-                for count_key, count_nodes in self.fields(field_nodes).items():
-                    if count_nodes[0].name.value == "__typename":
-                        counts.append(f"'{_key(count_key)}', '{fields_type.name}'")
-                        continue
-                    count_args = self.arguments(fields_type, count_nodes[0])
-                    inner, rows, _ = self._rows(table, args, correlation)
-                    counts.append(f"'{_key(count_key)}', {self._count(table, inner, rows, count_args)}")
-                parts.append(f"'{_key(key)}', json_object({', '.join(counts)})")
+                value = self.functions_json(table, args, fields_type, field_nodes, correlation)
+                parts.append(f"'{_key(key)}', {value}")
         return f"json_object({', '.join(parts)})"
 
-    def _count(self, table: Table, alias: str, rows: str, args: dict) -> str:
-        """SQL for Hasura's `count(columns:, distinct:)` over `rows` named `alias`, the
-        columns as the caller reads them (a masked one is NULL). Hasura emits
-        PostgreSQL's COUNT((a, b)): one column counts its non-null values; several count
-        every row (a row of values is never null), or their distinct combinations."""
-        names = args.get("columns") or []
-        distinct = bool(args.get("distinct"))
-        if distinct and not names:
-            names = list(table.key)  # team_member has no id
-        refs = [self.compiler.column(table, alias, name) for name in names]
-        if len(refs) > 1 and not distinct:
-            return f"(SELECT count(*) FROM {rows})"
-        if len(refs) > 1:
-            return f"(SELECT count(*) FROM (SELECT DISTINCT {', '.join(refs)} FROM {rows}))"
-        counted = refs[0] if refs else "*"
-        return f"(SELECT count({'DISTINCT ' if distinct else ''}{counted}) FROM {rows})"
+    def functions_json(self, table: Table, args: dict, fields_type, nodes,
+                       correlation=None) -> str:
+        """SQL for `aggregate { count sum { ... } max { ... } ... }` (T_aggregate_fields)
+        over the rows the aggregate field selects."""
+        parts = []
+        for key, field_nodes in self.fields(nodes).items():
+            name = field_nodes[0].name.value
+            if name == "__typename":
+                parts.append(f"'{_key(key)}', '{fields_type.name}'")
+                continue
+            inner, rows, _ = self._rows(table, args, correlation)
+            if name == "count":
+                count_args = self.arguments(fields_type, field_nodes[0])
+                value = aggregation.count_sql(self.compiler, table, inner, rows,
+                                              count_args.get("columns"), count_args.get("distinct"))
+            else:
+                columns_type = self._type_of(fields_type, name)
+                columns = self.columns_json(table, inner, name, columns_type, field_nodes)
+                value = f"json((SELECT {columns} FROM {rows}))"
+            parts.append(f"'{_key(key)}', {value}")
+        return f"json_object({', '.join(parts)})"
+
+    def columns_json(self, table: Table, alias: str, function: str, columns_type,
+                     nodes) -> str:
+        """SQL for T_<function>_fields: the function of each selected column."""
+        parts = []
+        for key, field_nodes in self.fields(nodes).items():
+            column = field_nodes[0].name.value
+            if column == "__typename":
+                parts.append(f"'{_key(key)}', '{columns_type.name}'")
+                continue
+            value = aggregation.function_sql(self.compiler, table, alias, function, column)
+            parts.append(f"'{_key(key)}', {value}")
+        return f"json_object({', '.join(parts)})"
 
     def root_json(self, table: Table, kind: str, args: dict, gql_type, nodes) -> str:
         """SQL for a root field: kind is list, aggregate or pk (one row by its key)."""
