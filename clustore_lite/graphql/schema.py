@@ -11,12 +11,12 @@ from importlib import resources
 from typing import Any
 
 from ariadne import ObjectType, ScalarType, SubscriptionType, make_executable_schema
-from graphql import GraphQLObjectType, get_named_type, value_from_ast_untyped
+from graphql import GraphQLObjectType, get_named_type, parse, value_from_ast_untyped
 
 from ..catalog import TABLES
 from ..errors import ClustoreError
 from ..values import check_id
-from . import mutations
+from . import mutation_sdl, mutations
 from .errors import in_thread
 from .live import subscription_source
 from .select import run, selection
@@ -28,8 +28,22 @@ def root_fields(table_name: str) -> dict[str, str]:
 
 
 def schema_text() -> str:
-    """schema.graphql (a link to the one at the top of a checkout; a copy once installed)."""
-    return resources.files(__package__).joinpath("schema.graphql").read_text()
+    """schema.graphql (a link to the one at the top of a checkout; a copy once installed)
+    with what mutation_sdl.py derives from the catalog."""
+    base = resources.files(__package__).joinpath("schema.graphql").read_text()
+    types = {node.name.value: {field.name.value: field.type for field in node.fields or ()}
+             for node in parse(base).definitions if hasattr(node, "fields")}
+
+    def scalar(table: str, column: str) -> str:
+        kind = types[table][column]
+        while not hasattr(kind, "name"):
+            kind = kind.type
+        return kind.name.value
+
+    def insert_fields(table: str) -> set[str]:
+        return set(types[f"{table}_insert_input"])
+
+    return base + "\n" + mutation_sdl.extensions(scalar, insert_fields)
 
 
 def answer_root_field(info, table_name: str, kind: str, args: dict) -> Any:
