@@ -113,7 +113,7 @@ def delete_at_path(value: Any, path: Any) -> Any:
         return None
     if not isinstance(value, (dict, list)):
         raise InvalidValue("cannot delete path in scalar")
-    if not path:
+    if not path or not value:  # PostgreSQL looks at no step of an empty container
         return value
     out = copy.deepcopy(value)
     _drop(out, path, 1)
