@@ -269,3 +269,53 @@ def test_nesting_grants_nothing_a_top_level_insert_would_not(served):
     with clustore_lite.open(served["db"]) as store:
         assert not store.users.list(name="made-by-gus")
         assert [o["name"] for o in store.organizations.list(ownerId=served["gus"])] == ["gus-own-org"]
+
+
+def test_array_relationship_inserts_nest_with_their_own_on_conflict(served):
+    org = str(uuid.uuid4())  # chosen here: the nested task names its organization too
+    answer = data(post(served, """mutation($org: uuid!) { insert_user_one(object: {name: "arr",
+        organizations: {data: [{id: $org, name: "arr-org", datasets: {data: [{name: "arr-d",
+          tasks: {data: [{name: "arr-t", organizationId: $org}]}}]}}]}}) {
+        organizations { name datasets { name tasks { name } } } } }""", {"org": org}))
+    assert answer["insert_user_one"]["organizations"] == [
+        {"name": "arr-org", "datasets": [{"name": "arr-d", "tasks": [{"name": "arr-t"}]}]}]
+    again = data(post(served, """mutation { insert_organization(objects: [{name: "arr-org",
+        datasets: {data: [{name: "arr-d"}, {name: "arr-d2"}], on_conflict: {
+          constraint: dataset_organizationId_name_key, update_columns: []}}}],
+        on_conflict: {constraint: organization_name_key, update_columns: [name]}) {
+        affected_rows returning { datasets(order_by: {name: asc}) { name } } } }"""))
+    assert again["insert_organization"] == {
+        "affected_rows": 2, "returning": [{"datasets": [{"name": "arr-d"}, {"name": "arr-d2"}]}]}
+
+
+def test_the_served_schema_has_hasuras_generated_names(served):
+    """Derived from the catalog: every writable table has update_T_many over T_updates,
+    the operator inputs its columns allow, an id and its object relationships to insert."""
+    from graphql import build_client_schema, get_introspection_query, get_named_type
+    from clustore_lite.catalog import INT, JSON, REAL, TABLES
+
+    schema = build_client_schema(data(post(served, get_introspection_query())))
+    mutation = schema.mutation_type.fields
+    for name, table in TABLES.items():
+        if table.store_written:
+            continue
+        many = mutation[f"update_{name}_many"]
+        assert str(many.args["updates"].type) == f"[{name}_updates!]!"
+        assert str(many.type) == f"[{name}_mutation_response]"
+        kinds = {table.columns[c] for c in table.visible_columns if c not in table.key}
+        expected = {"_set"} | ({"_inc"} if kinds & {INT, REAL} else set()) | (
+            {"_append", "_prepend", "_delete_key", "_delete_elem", "_delete_at_path"}
+            if JSON in kinds else set())
+        for field in (f"update_{name}", f"update_{name}_by_pk"):
+            operators = {a for a in mutation[field].args if a.startswith("_")}
+            assert operators == expected, field
+        updates = schema.type_map[f"{name}_updates"].fields
+        assert set(updates) == expected | {"where"}
+        for operator in expected - {"_set"}:
+            suffix = operator.lstrip("_")
+            assert str(updates[operator].type) == f"{name}_{suffix}_input"
+        inserted = schema.type_map[f"{name}_insert_input"].fields
+        assert ("id" in inserted) == (table.key == ("id",) and name != "chunk"), name
+        for field, rel in table.objects.items():
+            if field not in ("dataframe", "centroids", "labels"):
+                assert get_named_type(inserted[field].type).name == f"{rel.table}_obj_rel_insert_input"

@@ -85,11 +85,21 @@ def nested_objects(table: Table) -> dict[str, str]:
             if not (field == "access" and table.owns_access) and field not in FRAME_FIELDS}
 
 
+def nested_arrays(table: Table) -> dict[str, tuple[str, str]]:
+    """array relationship -> (the table inserted through it, its column naming us):
+    every one that is not through a join table, to a table callers write."""
+    return {field: (rel.table, rel.remote) for field, rel in table.arrays.items()
+            if rel.through is None and rel.column == "id"
+            and not TABLES[rel.table].store_written}
+
+
 def insert_input_sdl(table: Table, existing: set[str]) -> str:
-    """`id` and the object relationships missing from T_insert_input."""
+    """`id` and the relationships missing from T_insert_input."""
     fields = {"id": "uuid"} if client_id(table) else {}
     fields |= {field: f"{target}_obj_rel_insert_input"
                for field, target in nested_objects(table).items()}
+    fields |= {field: f"{target}_arr_rel_insert_input"
+               for field, (target, _) in nested_arrays(table).items()}
     fields = {k: kind for k, kind in fields.items() if k not in existing}
     if not fields:
         return ""

@@ -25,10 +25,6 @@ CONSTRAINTS = {
     "membership_accessId_teamId_key": ["accessId", "teamId"],
     "dataset_organizationId_name_key": ["organizationId", "name"],
 } | {f"{name}_pkey": list(table.key) for name, table in TABLES.items()}  # Hasura's names
-PARENT_COLUMN = {("organization", "datasets"): "organizationId",
-                 ("organization", "tasks"): "organizationId",
-                 ("organization", "teams"): "organizationId",
-                 ("access", "memberships"): "accessId", ("dataframe", "chunks"): "dataframeId"}
 
 
 class Inserter:
@@ -41,21 +37,21 @@ class Inserter:
     def insert(self, table: str, obj: dict, on_conflict: dict | None = None) -> str | None:
         """Insert `obj`; answer the row's key, or None when on_conflict skipped it."""
         values = self._through_objects(table, dict(obj))
-        if on_conflict:
-            existing = self._conflicting(table, values, on_conflict)
-            if existing is not None:
-                return self._resolve_conflict(table, existing, values, on_conflict)
         nested_arrays = {k: values.pop(k) for k in list(values) if k in TABLES[table].arrays}
-        if table == "dataframe":
+        existing = on_conflict and self._conflicting(table, values, on_conflict)
+        if existing:
+            key = self._resolve_conflict(table, existing, values, on_conflict)
+            if key is None:
+                return None  # skipped: so are the rows it nests, as in Hasura
+        elif table == "dataframe":
             key = self._dataframe(values, nested_arrays.pop("chunks", None))
         elif table == "chunk":
             key = self._chunk(values)
         else:
             key = self._create(table, values)
-        self.count += 1
+        self.count += 0 if existing else 1  # an update on conflict counts itself
         for field, wrapper in nested_arrays.items():
-            child = TABLES[table].arrays[field].table
-            column = PARENT_COLUMN.get((table, field))
+            child, column = mutation_sdl.nested_arrays(TABLES[table]).get(field, (None, None))
             if column is None:
                 raise InvalidValue(f"{table}.{field} cannot be inserted from here")
             for item in wrapper["data"]:
