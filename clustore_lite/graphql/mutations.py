@@ -15,7 +15,7 @@ from ..catalog import TABLES, snake
 from ..errors import InvalidValue, PermissionDenied
 from ..model import operators as update_operators
 from ..query import MAX_IN_VALUES, MAX_TERMS
-from . import mutation_sdl
+from . import sdl
 from .errors import in_transaction
 from .select import run, selection
 CONSTRAINTS = {
@@ -51,7 +51,7 @@ class Inserter:
             key = self._create(table, values)
         self.count += 0 if existing else 1  # an update on conflict counts itself
         for field, wrapper in nested_arrays.items():
-            child, column = mutation_sdl.nested_arrays(TABLES[table]).get(field, (None, None))
+            child, column = sdl.nested_arrays(TABLES[table]).get(field, (None, None))
             if column is None:
                 raise InvalidValue(f"{table}.{field} cannot be inserted from here")
             for item in wrapper["data"]:
@@ -62,7 +62,7 @@ class Inserter:
         """Insert the rows of object relationships first (`owner: {data, on_conflict}`),
         each exactly as a top-level insert of its table (same rules, events and
         on_conflict), and point our column at it, as Hasura does."""
-        for field, target in mutation_sdl.nested_objects(TABLES[table]).items():
+        for field, target in sdl.nested_objects(TABLES[table]).items():
             wrapper = values.pop(field, None)
             if wrapper is None:
                 continue

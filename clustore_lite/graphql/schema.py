@@ -1,4 +1,5 @@
-"""The executable GraphQL schema: schema.graphql (kept by hand) bound to resolvers.
+"""The executable GraphQL schema: schema.graphql (kept by hand) and the SDL generated
+from the catalog (sdl.py), bound to resolvers.
 
 Queries and subscriptions compile their whole selection to one SQL statement per root
 field (select.py). Mutations go through the Python API, so the same checks, events
@@ -11,14 +12,15 @@ from importlib import resources
 from typing import Any
 
 from ariadne import ObjectType, ScalarType, SubscriptionType, make_executable_schema
-from graphql import GraphQLObjectType, get_named_type, parse, value_from_ast_untyped
+from graphql import GraphQLObjectType, get_named_type, value_from_ast_untyped
 
 from ..catalog import TABLES
 from ..errors import ClustoreError
 from ..values import check_id
-from . import mutation_sdl, mutations
+from . import mutations
 from .errors import in_thread
 from .live import subscription_source
+from .sdl import generated_sdl
 from .select import run, selection
 
 def root_fields(table_name: str) -> dict[str, str]:
@@ -28,22 +30,10 @@ def root_fields(table_name: str) -> dict[str, str]:
 
 
 def schema_text() -> str:
-    """schema.graphql (a link to the one at the top of a checkout; a copy once installed)
-    with what mutation_sdl.py derives from the catalog."""
-    base = resources.files(__package__).joinpath("schema.graphql").read_text()
-    types = {node.name.value: {field.name.value: field.type for field in node.fields or ()}
-             for node in parse(base).definitions if hasattr(node, "fields")}
-
-    def scalar(table: str, column: str) -> str:
-        kind = types[table][column]
-        while not hasattr(kind, "name"):
-            kind = kind.type
-        return kind.name.value
-
-    def insert_fields(table: str) -> set[str]:
-        return set(types[f"{table}_insert_input"])
-
-    return base + "\n" + mutation_sdl.extensions(scalar, insert_fields)
+    """The whole SDL served: schema.graphql (kept by hand; a link to the one at the top of
+    a checkout, a copy once installed) and what sdl.py generates from the catalog."""
+    hand = resources.files(__package__).joinpath("schema.graphql").read_text()
+    return hand + "\n" + generated_sdl()
 
 
 def answer_root_field(info, table_name: str, kind: str, args: dict) -> Any:
@@ -94,6 +84,12 @@ def _parse_bigint(value: Any) -> int:
     return value
 
 
+def _parse_float8(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"a float8 is a number, not {value!r}")
+    return float(value)
+
+
 def _literal(parse):
     def parse_literal(node, variables=None):
         return parse(value_from_ast_untyped(node, variables))
@@ -124,7 +120,7 @@ def build_schema():
     scalars = [ScalarType("jsonb", serializer=_identity, value_parser=_identity,
                           literal_parser=value_from_ast_untyped)]
     for name, parse in (("uuid", _parse_uuid), ("timestamptz", _parse_timestamp),
-                        ("bigint", _parse_bigint)):
+                        ("bigint", _parse_bigint), ("float8", _parse_float8)):
         scalars.append(ScalarType(name, serializer=_identity, value_parser=parse,
                                   literal_parser=_literal(parse)))
     schema = make_executable_schema(schema_text(), query, subscription, mutation, *scalars)
