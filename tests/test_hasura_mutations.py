@@ -266,9 +266,17 @@ def test_nesting_grants_nothing_a_top_level_insert_would_not(served):
                     user=served["gus"]))
     assert own["insert_dataset_one"]["organization"] == {"name": "gus-own-org",
                                                          "owner": {"id": served["gus"]}}
+    direct = data(post(served, 'mutation { insert_organization_one(object: {name: "gus-direct"}) '
+                               "{ id } }", user=served["gus"]))["insert_organization_one"]["id"]
     with clustore_lite.open(served["db"]) as store:
         assert not store.users.list(name="made-by-gus")
-        assert [o["name"] for o in store.organizations.list(ownerId=served["gus"])] == ["gus-own-org"]
+        orgs = {o["name"]: o["id"] for o in store.organizations.list(ownerId=served["gus"])}
+        assert set(orgs) == {"gus-own-org", "gus-direct"}
+        logged = {e["resourceId"]: e["sessionVariables"] for e in store.events.list(
+            where={"tableName": {"_eq": "organization"}, "op": {"_eq": "INSERT"}})}
+    # the nested insert is logged as the direct one is: same event, same session
+    assert logged[orgs["gus-own-org"]] == logged[direct] == {
+        "x-hasura-role": "user", "x-hasura-user-id": served["gus"]}
 
 
 def test_array_relationship_inserts_nest_with_their_own_on_conflict(served):
