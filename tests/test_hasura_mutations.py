@@ -326,3 +326,29 @@ def test_the_served_schema_has_hasuras_generated_names(served):
         assert ("id" in inserted) == (table.key == ("id",) and name != "chunk"), name
         for field, rel in table.objects.items():
             assert get_named_type(inserted[field].type).name == f"{rel.table}_obj_rel_insert_input"
+
+
+def test_the_mutations_hasura_would_generate_from_the_mirror_are_served(served):
+    """One API, two engines: the mutation root fields the Hasura metadata declares, and
+    the update operators its update permissions would give role `user`, are served."""
+    from graphql import build_client_schema, get_introspection_query
+    from clustore_lite.catalog import INT, JSON, REAL, TABLES
+    from clustore_lite.mirror.hasura import table_metadata
+
+    schema = build_client_schema(data(post(served, get_introspection_query())))
+    for name, table in TABLES.items():
+        if table.store_written:
+            continue
+        meta = table_metadata(name, "HOOK")
+        roots = meta["configuration"]["custom_root_fields"]
+        for kind in ("insert", "insert_one", "update", "update_by_pk", "update_many", "delete",
+                     "delete_by_pk"):
+            assert roots[kind] in schema.mutation_type.fields, roots[kind]
+        for permission in meta.get("update_permissions", []):
+            columns = permission["permission"]["columns"]
+            for operator, kinds in (("inc", (INT, REAL)), ("append", (JSON,)),
+                                    ("delete_at_path", (JSON,))):
+                wanted = {c for c in columns if table.columns[c] in kinds and c in table.visible_columns}
+                if wanted:
+                    served_type = schema.type_map[f"{name}_{operator}_input"]
+                    assert wanted <= set(served_type.fields), (name, operator)
