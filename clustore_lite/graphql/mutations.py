@@ -11,7 +11,7 @@ from typing import Any
 from graphql import get_named_type
 
 from ..arrow import codec
-from ..catalog import TABLES, snake
+from ..catalog import TABLES, root_field_names, snake
 from ..errors import InvalidValue, PermissionDenied
 from ..model import operators as update_operators
 from ..query import MAX_IN_VALUES, MAX_TERMS
@@ -283,11 +283,10 @@ def _pk_where(table: str, pk: dict) -> dict:
 
 
 def bind(mutation, table: str) -> None:
-    for op, field in (("insert", f"insert_{table}"), ("insert_one", f"insert_{table}_one"),
-                      ("update", f"update_{table}"), ("update_by_pk", f"update_{table}_by_pk"),
-                      ("update_many", f"update_{table}_many"),
-                      ("delete", f"delete_{table}"), ("delete_by_pk", f"delete_{table}_by_pk")):
-        mutation.set_field(field, _resolver(table, op))
+    names = root_field_names(table)
+    for op in ("insert", "insert_one", "update", "update_by_pk", "update_many", "delete",
+               "delete_by_pk"):
+        mutation.set_field(names[op], _resolver(table, op))
 
 
 def _resolver(table: str, op: str):
