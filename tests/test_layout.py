@@ -17,7 +17,7 @@ LAYERS = [
      "db.maintenance", "db.sqlite_errors"],
     ["aggregation", "query"],
     ["access.destinations", "access.roles", "access.audience"],
-    ["model.base", "model.entities", "model.work", "model.dataframes", "model.eventlog"],
+    ["model.operators", "model.base", "model.entities", "model.work", "model.dataframes", "model.eventlog"],
     ["access.rules"],
     ["store"],
     ["access.http", "demo", "outbound", "delivery", "mirror.pg_schema", "mirror.postgres",

@@ -13,21 +13,18 @@ from graphql import get_named_type
 from ..arrow import codec
 from ..catalog import TABLES, root_field_names, snake
 from ..errors import InvalidValue, PermissionDenied
+from ..model import operators as update_operators
 from ..query import MAX_IN_VALUES, MAX_TERMS
+from . import sdl
 from .errors import in_transaction
 from .select import run, selection
 CONSTRAINTS = {
-    "user_pkey": ["id"], "user_email_key": ["email"], "organization_name_key": ["name"],
+    "user_email_key": ["email"], "organization_name_key": ["name"],
     "team_organizationId_name_key": ["organizationId", "name"],
     "membership_accessId_userId_key": ["accessId", "userId"],
     "membership_accessId_teamId_key": ["accessId", "teamId"],
     "dataset_organizationId_name_key": ["organizationId", "name"],
-    "team_member_pkey": ["teamId", "userId"],
-}
-PARENT_COLUMN = {("organization", "datasets"): "organizationId",
-                 ("organization", "tasks"): "organizationId",
-                 ("organization", "teams"): "organizationId",
-                 ("access", "memberships"): "accessId", ("dataframe", "chunks"): "dataframeId"}
+} | {f"{name}_pkey": list(table.key) for name, table in TABLES.items()}  # Hasura's names
 
 
 class Inserter:
@@ -39,27 +36,46 @@ class Inserter:
 
     def insert(self, table: str, obj: dict, on_conflict: dict | None = None) -> str | None:
         """Insert `obj`; answer the row's key, or None when on_conflict skipped it."""
-        if on_conflict:
-            existing = self._conflicting(table, obj, on_conflict)
-            if existing is not None:
-                return self._resolve_conflict(table, existing, obj, on_conflict)
-        values = dict(obj)
+        values = self._through_objects(table, dict(obj))
         nested_arrays = {k: values.pop(k) for k in list(values) if k in TABLES[table].arrays}
-        if table == "dataframe":
+        existing = on_conflict and self._conflicting(table, values, on_conflict)
+        if existing:
+            key = self._resolve_conflict(table, existing, values, on_conflict)
+            if key is None:
+                return None  # skipped: so are the rows it nests, as in Hasura
+        elif table == "dataframe":
             key = self._dataframe(values, nested_arrays.pop("chunks", None))
         elif table == "chunk":
             key = self._chunk(values)
         else:
             key = self._create(table, values)
-        self.count += 1
+        self.count += 0 if existing else 1  # an update on conflict counts itself
         for field, wrapper in nested_arrays.items():
-            child = TABLES[table].arrays[field].table
-            column = PARENT_COLUMN.get((table, field))
+            child, column = sdl.nested_arrays(TABLES[table]).get(field, (None, None))
             if column is None:
                 raise InvalidValue(f"{table}.{field} cannot be inserted from here")
             for item in wrapper["data"]:
                 self.insert(child, {**item, column: key}, wrapper.get("on_conflict"))
         return key
+
+    def _through_objects(self, table: str, values: dict) -> dict:
+        """Insert the rows of object relationships first (`owner: {data, on_conflict}`),
+        each exactly as a top-level insert of its table (same rules, events and
+        on_conflict), and point our column at it, as Hasura does."""
+        for field, target in sdl.nested_objects(TABLES[table]).items():
+            wrapper = values.pop(field, None)
+            if wrapper is None:
+                continue
+            column = TABLES[table].objects[field].column
+            if values.get(column) is not None:
+                raise InvalidValue(f'cannot insert object relationship "{field}" as "{column}" '
+                                   "column values are already determined")
+            key = self.insert(target, wrapper["data"], wrapper.get("on_conflict"))
+            if key is None:
+                raise InvalidValue("cannot proceed to insert object relation since insert to "
+                                   f'table "{target}" affects zero rows')
+            values[column] = key
+        return values
 
     def _create(self, table: str, values: dict) -> str:
         kwargs = {}
@@ -67,6 +83,9 @@ class Inserter:
         if access is not None:
             if not TABLES[table].owns_access:
                 raise InvalidValue(f"{table}.access cannot be inserted")
+            if "id" in access["data"]:
+                raise InvalidValue(f"the access of a new {table} takes a new id: leave out "
+                                   "access.data.id")
             values = {**access["data"], **values}
         for field in ("dataframe", "centroids", "labels"):
             if field in values:
@@ -101,7 +120,8 @@ class Inserter:
 
     def _dataframe(self, values: dict, chunks: dict | None) -> str:
         frame = self.store.dataframes.create(
-            metadata=values.get("metadata"), compression=values.get("compression"))
+            metadata=values.get("metadata"), compression=values.get("compression"),
+            id=values.get("id"))
         columns = values.get("columns")
         for chunk in (chunks or {}).get("data", []):
             self._append_rows(frame["id"], chunk.get("data"), columns)
@@ -193,16 +213,32 @@ def _delete(store, table: str, key) -> None:
         collection.delete(key)
 
 
-def _update(store, table: str, key, changes: dict) -> None:
-    if isinstance(key, tuple):
-        raise InvalidValue(f"a {table} has nothing to update: delete and insert it")
-    store.collection(table).update(key, **changes)
+def _update_where(info, table: str, args: dict, where: dict) -> dict:
+    """One update_T (or one entry of update_T_many): its mutation response."""
+    keys = _updated(info, table, args, where)
+    return _with_count(_returning(info, table, keys, one=False), len(keys))
 
 
-def _set(args: dict) -> dict:
-    changes = dict(args.get("_set") or {})
-    changes.pop("_nothing", None)
-    return changes
+def _updated(info, table: str, args: dict, where: dict) -> list:
+    """Apply the update operators to each row the caller sees matching `where`, through
+    the collection (model/operators.py: PostgreSQL's semantics); answer their keys."""
+    ops = _operators(args)
+    if not update_operators.given(ops):
+        raise InvalidValue(_no_operator(info))
+    update_operators.check(TABLES[table], ops)
+    store = info.context["store"]
+    keys = _matching_keys(store, table, where)
+    for key in keys:
+        if isinstance(key, tuple):
+            raise InvalidValue(f"a {table} has nothing to update: delete and insert it")
+        store.collection(table).change(key, **ops)
+    return keys
+
+
+def _operators(args: dict) -> dict:
+    ops = {op: dict(args.get(op) or {}) for op in update_operators.OPERATORS}
+    ops["_set"].pop("_nothing", None)
+    return ops
 
 
 def _run(info, table: str, op: str, args: dict) -> Any:
@@ -216,18 +252,14 @@ def _run(info, table: str, op: str, args: dict) -> Any:
             if op == "insert_one":
                 return _returning(info, table, keys, one=True)
             return _with_count(_returning(info, table, keys, one=False), inserter.count)
-        if op in ("update", "update_by_pk"):
-            if not _set(args):
-                raise InvalidValue(_no_operator(info))
-            if op == "update":
-                keys = _matching_keys(store, table, args["where"])
-            else:
-                keys = _matching_keys(store, table, _pk_where(table, args["pk_columns"]))
-            for key in keys:
-                _update(store, table, key, _set(args))
-            if op == "update_by_pk":
-                return _returning(info, table, keys, one=True)
-            return _with_count(_returning(info, table, keys, one=False), len(keys))
+        if op == "update_many":
+            return [_update_where(info, table, updates, updates["where"])
+                    for updates in args["updates"]]
+        if op == "update":
+            return _update_where(info, table, args, args["where"])
+        if op == "update_by_pk":
+            keys = _updated(info, table, args, _pk_where(table, args["pk_columns"]))
+            return _returning(info, table, keys, one=True)
         where = args["where"] if op == "delete" else _pk_where(table, args)
         keys = _matching_keys(store, table, where)
         answer = _returning(info, table, keys, one=op == "delete_by_pk")
@@ -239,8 +271,10 @@ def _run(info, table: str, op: str, args: dict) -> Any:
 def _no_operator(info) -> str:
     """Hasura's refusal of an update that names no change, listing the operators this
     field takes (a no-op update would still touch updatedAt and log an event)."""
-    operators = [name for name in info.parent_type.fields[info.field_name].args
-                 if name.startswith("_")]
+    field_args = info.parent_type.fields[info.field_name].args
+    if "updates" in field_args:  # update_T_many: the operators of T_updates
+        field_args = get_named_type(field_args["updates"].type).fields
+    operators = [name for name in field_args if name.startswith("_")]
     return f"at least any one of {', '.join(operators)} is expected"
 
 
@@ -250,7 +284,8 @@ def _pk_where(table: str, pk: dict) -> dict:
 
 def bind(mutation, table: str) -> None:
     names = root_field_names(table)
-    for op in ("insert", "insert_one", "update", "update_by_pk", "delete", "delete_by_pk"):
+    for op in ("insert", "insert_one", "update", "update_by_pk", "update_many", "delete",
+               "delete_by_pk"):
         mutation.set_field(names[op], _resolver(table, op))
 
 

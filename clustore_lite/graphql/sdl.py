@@ -11,7 +11,7 @@ mutation responses, streams. A feature of the generated API is one function belo
 
 from __future__ import annotations
 
-from ..catalog import JSON, TABLES, Table, pg_type, root_field_names
+from ..catalog import INT, JSON, REAL, TABLES, Table, pg_type, root_field_names
 from . import aggregate_sdl
 
 # Hasura's GraphQL scalar for each PostgreSQL type (its built-in ones are capitalised).
@@ -154,7 +154,7 @@ def key_arguments(table: Table) -> dict[str, str]:
 
 def mutation_types(table: Table) -> list[str]:
     name = table.name
-    return [
+    return update_types(table) + insert_extensions(table) + [
         block("input", f"{name}_obj_rel_insert_input",
               [f"data: {name}_insert_input!", f"on_conflict: {name}_on_conflict"]),
         block("input", f"{name}_arr_rel_insert_input",
@@ -169,6 +169,76 @@ def mutation_types(table: Table) -> list[str]:
     ]
 
 
+# -- update operators and update_T_many (issue 14, item 8) ------------------------------
+
+OPERATOR_INPUTS = {"_append": "append", "_delete_at_path": "delete_at_path",
+                   "_delete_elem": "delete_elem", "_delete_key": "delete_key", "_inc": "inc",
+                   "_prepend": "prepend"}  # operator -> T_<suffix>_input, in Hasura's order
+OPERATOR_KINDS = {"_inc": (INT, REAL)}  # the others take jsonb columns
+JSON_ARGUMENTS = {"_append": "jsonb", "_prepend": "jsonb", "_delete_key": "String",
+                  "_delete_elem": "Int", "_delete_at_path": "[String!]"}
+
+
+def operator_columns(table: Table, operator: str) -> list[str]:
+    """The columns an update operator takes (Hasura offers none on a key)."""
+    kinds = OPERATOR_KINDS.get(operator, (JSON,))
+    return [c for c in table.visible_columns if table.columns[c] in kinds and c not in table.key]
+
+
+def update_operators(table: Table) -> dict[str, str]:
+    """update operator -> its input type, for those that apply to some column."""
+    found = {op: f"{table.name}_{suffix}_input" for op, suffix in OPERATOR_INPUTS.items()
+             if operator_columns(table, op)}
+    return dict(sorted({**found, "_set": f"{table.name}_set_input"}.items()))
+
+
+def operator_argument(table: Table, operator: str, column: str) -> str:
+    return graphql_scalar(table.name, column) if operator == "_inc" else JSON_ARGUMENTS[operator]
+
+
+def update_types(table: Table) -> list[str]:
+    """T_inc_input, T_append_input, ... and T_updates (an entry of update_T_many)."""
+    out = [block("input", kind, [f"{c}: {operator_argument(table, op, c)}"
+                                 for c in operator_columns(table, op)])
+           for op, kind in update_operators(table).items() if op != "_set"]
+    entry = [f"{op}: {kind}" for op, kind in update_operators(table).items()]
+    return out + [block("input", f"{table.name}_updates",
+                        entry + [f"where: {table.name}_bool_exp!"])]
+
+
+# -- an insert's id and nested rows (issue 14, item 10) ---------------------------------
+
+def client_id(table: Table) -> bool:
+    """Inserts take the row's id from the client on every table keyed by one id but
+    chunks (the store cuts a dataframe's rows into chunks itself)."""
+    return table.key == ("id",) and table.name != "chunk"
+
+
+def nested_objects(table: Table) -> dict[str, str]:
+    """object relationship -> the table inserted through it, as a top-level insert of
+    that table; a resource's own access and its dataframes are made with it instead."""
+    return {field: rel.table for field, rel in table.objects.items()
+            if not (field == "access" and table.owns_access) and rel.column not in table.frames}
+
+
+def nested_arrays(table: Table) -> dict[str, tuple[str, str]]:
+    """array relationship -> (the table inserted through it, its column naming us):
+    every one not through a join table, to a table callers write."""
+    return {field: (rel.table, rel.remote) for field, rel in table.arrays.items()
+            if rel.through is None and rel.column == "id"
+            and not TABLES[rel.table].store_written}
+
+
+def insert_extensions(table: Table) -> list[str]:
+    """`id` and the relationships of T_insert_input (its columns are kept by hand)."""
+    lines = ["id: uuid"] if client_id(table) else []
+    lines += [f"{field}: {rel.table}_obj_rel_insert_input"
+              for field, rel in table.objects.items()]
+    lines += [f"{field}: {target}_arr_rel_insert_input"
+              for field, (target, _) in nested_arrays(table).items()]
+    return [block("extend input", f"{table.name}_insert_input", lines)] if lines else []
+
+
 # -- root fields -------------------------------------------------------------------------
 
 def query_fields(table: Table) -> list[str]:
@@ -181,12 +251,13 @@ def query_fields(table: Table) -> list[str]:
 def mutation_fields(table: Table) -> list[str]:
     name, names = table.name, root_field_names(table.name)
     insert, conflict = f"{name}_insert_input!", f"on_conflict: {name}_on_conflict"
-    update = f"_set: {name}_set_input"
+    update = arguments(update_operators(table))[1:-1]
     return [
         f"{names['insert']}(objects: [{insert}]!, {conflict}): {name}_mutation_response",
         f"{names['insert_one']}(object: {insert}, {conflict}): {name}",
-        f"{names['update']}(where: {name}_bool_exp!, {update}): {name}_mutation_response",
-        f"{names['update_by_pk']}(pk_columns: {name}_pk_columns_input!, {update}): {name}",
+        f"{names['update']}({update}, where: {name}_bool_exp!): {name}_mutation_response",
+        f"{names['update_by_pk']}({update}, pk_columns: {name}_pk_columns_input!): {name}",
+        f"{names['update_many']}(updates: [{name}_updates!]!): [{name}_mutation_response]",
         f"{names['delete']}(where: {name}_bool_exp!): {name}_mutation_response",
         f"{names['delete_by_pk']}{arguments(key_arguments(table))}: {name}",
     ]

@@ -15,6 +15,7 @@ from .. import values as v
 from ..catalog import TABLES, Table, camel, q
 from ..errors import ConstraintViolation, InvalidValue, NameTaken, NotFound, a
 from ..query import Compiler, count_sql, select_sql
+from . import operators as update_operators
 
 
 class Collection:
@@ -83,6 +84,14 @@ class Collection:
                 self.store.collection(target).require(out[column])
         return out
 
+    @staticmethod
+    def with_id(values: dict, id: str | None) -> dict:
+        """`values` with the row's id when the caller chose it (clients make UUIDs for
+        optimistic UI); a taken id is a constraint violation on insert."""
+        if id is not None:
+            values["id"] = v.check_id(id)
+        return values
+
     def require(self, id: str) -> None:
         """Raise NotFound unless a row with this id exists (whoever may see it)."""
         found = self.db.execute(f"SELECT 1 FROM {self.table.quoted} WHERE id = ?",
@@ -119,6 +128,14 @@ class Collection:
             self.store.authorize("update", self.table.name, self.get(id), values)
             self.write_update(id, values)
             return self.get(id)
+
+    def change(self, id: str, **operators) -> v.Record:
+        """Hasura's update operators on one row (`_inc={"rows": 1}`,
+        `_append={"metadata": {...}}`, ...; model/operators.py), computed from the row
+        as the caller sees it and written by `update`, with its checks and rules."""
+        with self.store.transaction():
+            values = update_operators.changes(self.table, self.get(id), operators)
+            return self.update(id, **values)
 
     def write_update(self, id: str, values: dict) -> None:
         if not values:

@@ -27,18 +27,19 @@ class Dataframes(Collection):
 
     def create(self, data: Any = None, metadata: dict | None = None,
                chunk_rows: int = codec.DEFAULT_CHUNK_ROWS,
-               compression: str | None = None) -> v.Record:
+               compression: str | None = None, id: str | None = None) -> v.Record:
         """A new dataframe, empty or holding `data` (a pyarrow Table or RecordBatch, a
         pandas DataFrame, a dict of columns, or a stream of RecordBatches)."""
         self.store.authorize("insert", "dataframe", {})
-        return self.create_owned(data, metadata, chunk_rows, compression)
+        return self.create_owned(data, metadata, chunk_rows, compression, id)
 
     def create_owned(self, data: Any = None, metadata: dict | None = None,
                      chunk_rows: int = codec.DEFAULT_CHUNK_ROWS,
-                     compression: str | None = None) -> v.Record:
+                     compression: str | None = None, id: str | None = None) -> v.Record:
         """`create`, for a dataframe made by an authorized write of its owner
         (a dataset or a task)."""
-        values = self.checked({"metadata": metadata if metadata is not None else {}})
+        values = self.with_id(
+            self.checked({"metadata": metadata if metadata is not None else {}}), id)
         values["compression"] = codec.check_compression(compression)
         codec.check_chunk_rows(chunk_rows)
         with self.db.bulk(codec.size_hint(data)):

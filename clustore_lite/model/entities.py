@@ -65,8 +65,8 @@ class Accesses(Collection):
                 "webhook": v.check_webhook}
 
     def create(self, public: str | None = None, webhook: str | None = None,
-               authorize: bool = True) -> v.Record:
-        values = self.checked({"public": public, "webhook": webhook})
+               authorize: bool = True, id: str | None = None) -> v.Record:
+        values = self.with_id(self.checked({"public": public, "webhook": webhook}), id)
         tokens = {column: v.new_token() for column in TOKEN_COLUMNS.values()}
         return self.insert({**values, **tokens}, authorize)
 
@@ -85,8 +85,8 @@ class Organizations(OwnsAccess):
     references = {"ownerId": "user"}
 
     def create(self, name: str, owner_id: str | None = None, public: str | None = None,
-               webhook: str | None = None) -> v.Record:
-        values = self.checked({"name": name, "ownerId": owner_id})
+               webhook: str | None = None, id: str | None = None) -> v.Record:
+        values = self.with_id(self.checked({"name": name, "ownerId": owner_id}), id)
         return self.insert_with_access(values, public, webhook)
 
 
@@ -96,8 +96,9 @@ class Teams(OwnsAccess):
     references = {"organizationId": "organization"}
 
     def create(self, organization_id: str, name: str, members: list[str] = (),
-               public: str | None = None, webhook: str | None = None) -> v.Record:
-        values = self.checked({"name": name, "organizationId": organization_id})
+               public: str | None = None, webhook: str | None = None,
+               id: str | None = None) -> v.Record:
+        values = self.with_id(self.checked({"name": name, "organizationId": organization_id}), id)
         with self.store.transaction():
             team = self.insert_with_access(values, public, webhook)
             for user_id in members:
@@ -157,12 +158,12 @@ class Memberships(Collection):
 
     def create(self, access_id: str, role: str, user_id: str | None = None,
                team_id: str | None = None, webhook: str | None = None,
-               follow: bool = False) -> v.Record:
+               follow: bool = False, id: str | None = None) -> v.Record:
         if (user_id is None) == (team_id is None):
             raise InvalidValue("a membership names exactly one of user_id or team_id")
         values = self.checked({"accessId": access_id, "role": role, "userId": user_id,
                                "teamId": team_id, "webhook": webhook, "follow": follow})
-        return self.insert(values)
+        return self.insert(self.with_id(values, id))
 
     def update(self, id: str, **changes) -> v.Record:
         if {camel(k) for k in changes} & {"accessId", "userId", "teamId"}:

@@ -19,10 +19,11 @@ class Datasets(OwnsAccess):
     def create(self, organization_id: str, name: str, data: Any = None,
                owner_id: str | None = None, metadata: dict | None = None,
                chunk_rows: int = codec.DEFAULT_CHUNK_ROWS, compression: str | None = None,
-               public: str | None = None, webhook: str | None = None) -> v.Record:
+               public: str | None = None, webhook: str | None = None,
+               id: str | None = None) -> v.Record:
         """A dataset and its dataframe (empty when `data` is None), in one transaction."""
-        values = self.checked({"organizationId": organization_id, "name": name,
-                               "ownerId": owner_id})
+        values = self.with_id(self.checked({"organizationId": organization_id, "name": name,
+                                            "ownerId": owner_id}), id)
         with self.db.bulk(codec.size_hint(data)):
             frame = self.store.dataframes.create_owned(data, metadata, chunk_rows, compression)
             return self.insert_with_access({**values, "dataframeId": frame["id"]}, public, webhook)
@@ -63,12 +64,13 @@ class Tasks(OwnsAccess):
                owner_id: str | None = None, algorithm: dict | None = None,
                identifier: str | None = None, variables: Any = None, predictions: Any = None,
                centroids: Any = None, labels: Any = None,
-               public: str | None = None, webhook: str | None = None) -> v.Record:
+               public: str | None = None, webhook: str | None = None,
+               id: str | None = None) -> v.Record:
         """A task; `centroids` and `labels` take dataframes like datasets do."""
-        values = self.checked({
+        values = self.with_id(self.checked({
             "organizationId": organization_id, "name": name, "datasetId": dataset_id,
             "ownerId": owner_id, "algorithm": algorithm, "identifier": identifier,
-            "variables": variables, "predictions": predictions})
+            "variables": variables, "predictions": predictions}), id)
         with self.db.bulk(sum(codec.size_hint(d) or 0 for d in (centroids, labels))):
             for field, column in RESULT_FRAMES.items():
                 data = {"centroids": centroids, "labels": labels}[field]
@@ -114,8 +116,8 @@ class Trackings(Collection):
 
     def create(self, kind: str, user_id: str | None = None, organization_id: str | None = None,
                resource: str | None = None, resource_id: str | None = None,
-               payload: Any = None) -> v.Record:
+               payload: Any = None, id: str | None = None) -> v.Record:
         """Record one user interaction."""
-        return self.insert(self.checked({
+        return self.insert(self.with_id(self.checked({
             "kind": kind, "userId": user_id, "organizationId": organization_id,
-            "resource": resource, "resourceId": resource_id, "payload": payload}))
+            "resource": resource, "resourceId": resource_id, "payload": payload}), id))
