@@ -1,7 +1,7 @@
 """Time for one committed write to reach N live subscribers over WebSocket
 (graphql-transport-ws), against a real `clustore-lite serve`.
 
-    python benchmarks/subscriptions.py [--subscribers 1000] [--rounds 3]"""
+    .venv/bin/python benchmarks/subscriptions.py [--subscribers 1000] [--rounds 3]"""
 
 from __future__ import annotations
 
