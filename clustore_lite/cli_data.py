@@ -112,7 +112,7 @@ def csv_options(fmt: str, given: dict) -> CsvOptions | None:
     nulls = given["null_values"]
     return CsvOptions(
         delimiter=given["delimiter"],
-        null_values=("",) if nulls is None else tuple(v for v in nulls.split(",")),
+        null_values=("",) + tuple(v for v in (nulls or "").split(",") if v),
         column_types=parse_column_types(list(given["column_types"])),
         skip_rows=given["skip_rows"] or 0, infer_rows=given["infer_rows"]).check()
 
@@ -172,7 +172,7 @@ def _peek(reader: pa.RecordBatchReader) -> tuple[pa.RecordBatch | None, pa.Recor
 @click.option("--delimiter", callback=_delimiter, help="CSV: the field delimiter (',' ';' "
               "'|' or tab; default: tab for .tsv, else ',' unless the header shows another).")
 @click.option("--null-values", metavar="LIST", help="CSV: comma-separated values read as null "
-              "(default: only an empty field; a quoted \"\" is an empty string).")
+              "besides an empty field (NA,null,-); a quoted \"\" is an empty string.")
 @click.option("--column-types", multiple=True, metavar="NAME=TYPE", help="CSV: a column's "
               "type instead of a guess (x=float64, id=string, t=timestamp[us, tz=UTC]); "
               "repeat or comma-separate.")
