@@ -166,10 +166,15 @@ class _QuoteCounter(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int = -1) -> bytes:
+        data = self.file.read(size)
+        self.quotes += data.count(QUOTE)
+        return data
+
     def readinto(self, buffer) -> int:
-        count = self.file.readinto(buffer)
-        self.quotes += bytes(memoryview(buffer)[:count]).count(QUOTE)
-        return count
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
     def tell(self) -> int:
         return self.file.tell()
