@@ -193,3 +193,14 @@ BY_PLURAL = {t.plural: t for t in TABLES.values()}
 def pg_type(table: str, column: str) -> str:
     """The PostgreSQL type of TABLES[table].columns[column]."""
     return column_pg_type(TABLES[table].columns[column], column)
+
+
+def root_field_names(table: str) -> dict[str, str]:
+    """Hasura's root fields of a table, kind -> name: the served API (graphql/sdl.py) and
+    the Hasura metadata's custom_root_fields (mirror/hasura.py) both name them from here."""
+    one, many = table, TABLES[table].plural
+    return {"select": many, "select_by_pk": one, "select_aggregate": f"{many}_aggregate",
+            "select_stream": f"{many}_stream", "insert": f"insert_{one}",
+            "insert_one": f"insert_{one}_one", "update": f"update_{one}",
+            "update_by_pk": f"update_{one}_by_pk", "update_many": f"update_{one}_many",
+            "delete": f"delete_{one}", "delete_by_pk": f"delete_{one}_by_pk"}

@@ -14,7 +14,7 @@ from typing import Any
 from ariadne import ObjectType, ScalarType, SubscriptionType, make_executable_schema
 from graphql import GraphQLObjectType, get_named_type, value_from_ast_untyped
 
-from ..catalog import TABLES
+from ..catalog import TABLES, root_field_names
 from ..errors import ClustoreError
 from ..values import check_id
 from . import mutations
@@ -25,8 +25,9 @@ from .select import run, selection
 
 def root_fields(table_name: str) -> dict[str, str]:
     """The root query fields of a table (Hasura's names) -> what each answers."""
-    plural = TABLES[table_name].plural
-    return {plural: "list", f"{plural}_aggregate": "aggregate", table_name: "pk"}
+    names = root_field_names(table_name)
+    return {names["select"]: "list", names["select_aggregate"]: "aggregate",
+            names["select_by_pk"]: "pk"}
 
 
 def schema_text() -> str:

@@ -11,7 +11,7 @@ mutation responses. A feature of the generated API is one function below."""
 
 from __future__ import annotations
 
-from ..catalog import JSON, TABLES, Table, pg_type
+from ..catalog import JSON, TABLES, Table, pg_type, root_field_names
 
 # Hasura's GraphQL scalar for each PostgreSQL type (its built-in ones are capitalised).
 GRAPHQL_SCALARS = {"uuid": "uuid", "timestamptz": "timestamptz", "jsonb": "jsonb",
@@ -161,21 +161,22 @@ def mutation_types(table: Table) -> list[str]:
 
 def query_fields(table: Table) -> list[str]:
     """The root query (and subscription) fields of a table, in Hasura's names."""
-    return list_fields(table.plural, table) + [
-        f"{table.name}{arguments(key_arguments(table))}: {table.name}"]
+    names = root_field_names(table.name)
+    return list_fields(names["select"], table) + [
+        f"{names['select_by_pk']}{arguments(key_arguments(table))}: {table.name}"]
 
 
 def mutation_fields(table: Table) -> list[str]:
-    name = table.name
+    name, names = table.name, root_field_names(table.name)
     insert, conflict = f"{name}_insert_input!", f"on_conflict: {name}_on_conflict"
     update = f"_set: {name}_set_input"
     return [
-        f"insert_{name}(objects: [{insert}]!, {conflict}): {name}_mutation_response",
-        f"insert_{name}_one(object: {insert}, {conflict}): {name}",
-        f"update_{name}(where: {name}_bool_exp!, {update}): {name}_mutation_response",
-        f"update_{name}_by_pk(pk_columns: {name}_pk_columns_input!, {update}): {name}",
-        f"delete_{name}(where: {name}_bool_exp!): {name}_mutation_response",
-        f"delete_{name}_by_pk{arguments(key_arguments(table))}: {name}",
+        f"{names['insert']}(objects: [{insert}]!, {conflict}): {name}_mutation_response",
+        f"{names['insert_one']}(object: {insert}, {conflict}): {name}",
+        f"{names['update']}(where: {name}_bool_exp!, {update}): {name}_mutation_response",
+        f"{names['update_by_pk']}(pk_columns: {name}_pk_columns_input!, {update}): {name}",
+        f"{names['delete']}(where: {name}_bool_exp!): {name}_mutation_response",
+        f"{names['delete_by_pk']}{arguments(key_arguments(table))}: {name}",
     ]
 
 
