@@ -233,3 +233,13 @@ def test_library_reads_csv_with_options(tmp_path):
     assert read.column("a").to_pylist() == ["x|y", None, ""]
     with pytest.raises(clustore_lite.InvalidValue, match="one character"):
         files.read_batches(source, "csv", csv=CsvOptions(delimiter="||"))
+
+
+def test_a_type_csv_cannot_hold_is_a_clear_error_and_no_file(tmp_path):
+    from clustore_lite.arrow import files
+
+    table = pa.table({"l": [[1, 2], [3]]})
+    target = tmp_path / "out.csv"
+    with pytest.raises(clustore_lite.InvalidValue, match="cannot write .* as csv"):
+        files.write_batches(iter(table.to_batches()), table.schema, target)
+    assert not target.exists()

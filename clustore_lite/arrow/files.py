@@ -130,20 +130,24 @@ def write_batches(batches: Iterator[pa.RecordBatch], schema: pa.Schema,
     kind = guess_format(path, format)
     rows = 0
     path = str(path)
-    if kind == "parquet":
-        writer = pq.ParquetWriter(path, schema)
-    elif kind in ("csv", "tsv"):
-        delimiter = "\t" if kind == "tsv" else ","
-        writer = pacsv.CSVWriter(path, schema, write_options=pacsv.WriteOptions(delimiter=delimiter))
-    else:
-        writer = ipc.new_file(path, schema)
     try:
-        with writer:
+        with _writer(kind, path, schema) as writer:
             for batch in batches:
                 writer.write_batch(batch)
                 rows += batch.num_rows
-    except BaseException:
+    except BaseException as error:
         if os.path.isfile(path):
             os.remove(path)
+        if isinstance(error, (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError)):
+            raise InvalidValue(f"cannot write {path} as {kind}: {error}") from None
         raise
     return rows
+
+
+def _writer(kind: str, path: str, schema: pa.Schema):
+    if kind == "parquet":
+        return pq.ParquetWriter(path, schema)
+    if kind in ("csv", "tsv"):  # CSV has no nested types: pyarrow refuses lists and structs
+        options = pacsv.WriteOptions(delimiter="\t" if kind == "tsv" else ",")
+        return pacsv.CSVWriter(path, schema, write_options=options)
+    return ipc.new_file(path, schema)
