@@ -222,7 +222,7 @@ def _write(store: Store, org, dataset, owner, append, reader, chunk_rows, compre
         try:
             organization, created = organization_named(store, org), False
         except NotFound:
-            if append:
+            if append or is_uuid(org):  # an id names an organization that must exist
                 raise
             organization, created = store.organizations.create(org, owner_id=owner_id), True
         if append:
