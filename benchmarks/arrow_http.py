@@ -2,7 +2,7 @@
 read into a pyarrow Table by a client, against pyarrow reading the same table from an
 Arrow IPC file on disk (not memory-mapped), interleaved in one run.
 
-    python benchmarks/arrow_http.py [--rows 2000000] [--columns 16] [--rounds 5]"""
+    .venv/bin/python benchmarks/arrow_http.py [--rows 2000000] [--columns 16] [--rounds 5]"""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 delivery worker (`Deliverer.run_once`, as `clustore-lite deliver --once` runs it)
 POSTs them to a receiver running in a process of its own on 127.0.0.1.
 
-    python benchmarks/events.py [--events 1000] [--concurrency 16] [--rounds 3]"""
+    .venv/bin/python benchmarks/events.py [--events 1000] [--concurrency 16] [--rounds 3]"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """GraphQL over HTTP: clustore-lite against datasette + datasette-graphql serving the
 same rows from a copy of the same SQLite file, in one run, with concurrent clients.
 
-    python benchmarks/graphql_vs_datasette.py [--orgs 200] [--requests 2000] [--concurrency 8]
+    .venv/bin/python benchmarks/graphql_vs_datasette.py [--orgs 200] [--requests 2000] [--concurrency 8]
 
 datasette-graphql needs graphql-core 3.2 while Ariadne needs 3.3, so datasette runs from
 a virtualenv of its own (benchmarks/.venv-datasette, made on first use)."""

@@ -7,8 +7,8 @@ Target: the import's peak RSS stays below 2 x one chunk + 150 MB (one chunk = th
 size of --chunk-rows rows), whatever the file size. The report also gives the peak RSS
 of a child that only imports clustore_lite's CLI module, the fixed part of that budget.
 
-    python benchmarks/import_files.py                  # 10 chunks of 65,536 x 16 float64
-    python benchmarks/import_files.py --chunks 40 --chunk-rows 100000
+    .venv/bin/python benchmarks/import_files.py                  # 10 chunks of 65,536 x 16 float64
+    .venv/bin/python benchmarks/import_files.py --chunks 40 --chunk-rows 100000
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ write + fsync does not, hence the no-fsync IPC write shown for reference (the sp
 of copying into the OS page cache alone). Opening the store and creating the
 organization are not timed; the timed part is one `datasets.create` call.
 
-    python benchmarks/ingest.py                        # 4M x 16 float64 + 6M mixed rows
-    python benchmarks/ingest.py --rows 20000000 --mixed-rows 5000000 --rounds 3
+    .venv/bin/python benchmarks/ingest.py                        # 4M x 16 float64 + 6M mixed rows
+    .venv/bin/python benchmarks/ingest.py --rows 20000000 --mixed-rows 5000000 --rounds 3
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ cache: this measures what the library adds on top of the kernel, not the disk. A
 memory-mapped IPC read is zero-copy (it touches no data until used), so it is shown for
 reference; the target is against the ordinary (copying) IPC read.
 
-    python benchmarks/read.py                          # 4M x 16 float64 + 6M mixed rows
-    python benchmarks/read.py --rows 20000000 --chunk-reads 50
+    .venv/bin/python benchmarks/read.py                          # 4M x 16 float64 + 6M mixed rows
+    .venv/bin/python benchmarks/read.py --rows 20000000 --chunk-reads 50
 """
 
 from __future__ import annotations

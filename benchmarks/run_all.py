@@ -1,11 +1,12 @@
-"""Run the three benchmarks with their default sizes and write one markdown report
-(benchmarks/RESULTS.md): the machine, the commands, and each table.
+"""Run the three benchmarks with their default sizes and print one markdown report:
+the machine, the commands, and each table. `--output FILE` writes it there too (the
+tracked benchmarks/RESULTS.md is only replaced when named).
 
-    python benchmarks/run_all.py                       # about 5-10 minutes
-    python benchmarks/run_all.py --dir /data/scratch --output /tmp/results.md
+    .venv/bin/python benchmarks/run_all.py             # about 5-10 minutes
+    .venv/bin/python benchmarks/run_all.py --dir /data/scratch --output benchmarks/RESULTS.md
 
 Arguments after `--ingest`, `--read` or `--import` go to that script, e.g.
-    python benchmarks/run_all.py --ingest "--rows 20000000" --import "--chunks 40"
+    .venv/bin/python benchmarks/run_all.py --ingest "--rows 20000000" --import "--chunks 40"
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ SCRIPTS = (("ingest", ingest, "Ingest"), ("read", read, "Read"),
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", default=None, help="scratch directory (default: current)")
-    parser.add_argument("--output", default=str(Path(__file__).with_name("RESULTS.md")))
+    parser.add_argument("--output", default=None, help="also write the report to this file "
+                        "(e.g. benchmarks/RESULTS.md, the tracked one; default: print only)")
     parser.add_argument("--quiet", "-q", action="store_true")
     for name, _, _ in SCRIPTS:
         parser.add_argument(f"--{name}", default="", metavar="ARGS",
@@ -58,7 +60,8 @@ def main(argv=None) -> None:
         sections += ["", f"## {title}", "", f"`{command}` ({minutes:.1f} min)", "", report]
         print(f"{title}: done in {minutes:.1f} min", file=sys.stderr)
     text = "\n".join(sections) + "\n"
-    Path(args.output).write_text(text)
+    if args.output:
+        Path(args.output).write_text(text)
     print(text)
 
 

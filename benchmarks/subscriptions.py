@@ -2,7 +2,7 @@
 (graphql-transport-ws), against a real `clustore-lite serve`; with --stream, N streaming
 subscribers (`organizations_stream`), each receiving only the new row.
 
-    python benchmarks/subscriptions.py [--subscribers 1000] [--rounds 3] [--stream]"""
+    .venv/bin/python benchmarks/subscriptions.py [--subscribers 1000] [--rounds 3] [--stream]"""
 
 from __future__ import annotations
 

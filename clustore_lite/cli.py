@@ -11,15 +11,13 @@ import sys
 import threading
 
 import click
-import pyarrow as pa
-from tqdm import tqdm
 
+from . import cli_admin, cli_data
 from . import demo as demo_data
 from .access import destinations
-from .arrow import codec, files
 from .catalog import DATA_MODEL
 from .db import maintenance
-from .errors import ClustoreError, NotFound
+from .errors import ClustoreError
 from .model import eventlog
 from .store import Store
 
@@ -35,10 +33,19 @@ class Command(click.Group):
             sys.exit(1)
 
 
-@click.group(cls=Command)
+@click.group(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="clustore-lite")
 def main():
-    """clustore-lite: Clustore's team data and chunked Arrow dataframes in one SQLite file."""
+    """clustore-lite: Clustore's team data and chunked Arrow dataframes in one SQLite file.
+
+    DATASET arguments take ORGANIZATION/NAME or a dataset's id. Shell completion
+    (bash): eval "$(_CLUSTORE_LITE_COMPLETE=bash_source clustore-lite)"; zsh_source
+    and fish_source for zsh and fish."""
+
+
+for _command in (cli_data.import_, cli_data.export, cli_admin.ls, cli_admin.rename,
+                 cli_admin.delete, cli_admin.create_user, cli_admin.create_org, cli_admin.query):
+    main.add_command(_command)
 
 
 WEBHOOK_ALLOW = click.option(
@@ -89,7 +96,8 @@ def _listed(ctx, param, values) -> list[str]:
               envvar="CLUSTORE_MAX_RETRIES", show_envvar=True,
               help="Retries of a webhook delivery before it is dead.")
 @click.option("--log-level", default="warning", show_default=True, envvar="CLUSTORE_LOG_LEVEL", show_envvar=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              help="What the server logs.")
 @click.option("--access-log", is_flag=True, envvar="CLUSTORE_ACCESS_LOG", show_envvar=True,
               help="Log one line per request (at info level).")
 @WEBHOOK_ALLOW
@@ -154,98 +162,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _organization(store: Store, name_or_id: str, create: bool):
-    rows = store.organizations.list(name=name_or_id)
-    if not rows:
-        try:
-            rows = [store.organizations.get(name_or_id)]
-        except ClustoreError:
-            rows = []
-    if rows:
-        return rows[0]
-    if not create:
-        raise NotFound(f"no organization named {name_or_id!r}")
-    click.echo(f"created organization {name_or_id!r}", err=True)
-    return store.organizations.create(name_or_id)
-
-
-def _dataset(store: Store, ref: str):
-    if "/" not in ref:
-        return store.datasets.get(ref)
-    org_name, name = ref.split("/", 1)
-    organization = _organization(store, org_name, create=False)
-    found = store.datasets.list(organizationId=organization["id"], name=name)
-    if not found:
-        raise NotFound(f"no dataset {name!r} in organization {org_name!r}")
-    return found[0]
-
-
-def _lean_memory_pool() -> None:
-    """Use Arrow's jemalloc pool, which hands freed memory back to the system, so that
-    a long import holds about a chunk, not every chunk's leftovers.
-
-    pyarrow's default pool (mimalloc) kept freed pages resident: importing a 200 MB CSV
-    peaked at 186 MB with it, 152 MB with jemalloc, at the same speed (1.03x, rounds
-    0.89-1.18x). jemalloc_set_decay_ms(0) saved 7 MB more but ran at 0.75x. Export
-    keeps the default pool: jemalloc saved 10-14 MB there but ran at 0.87-0.99x. A
-    command-line process owns its allocator; the library leaves the caller's pool
-    alone. Builds without jemalloc keep the default pool."""
-    try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-    except NotImplementedError:
-        pass
-
-
-@main.command("import")
-@click.argument("db", type=click.Path(dir_okay=False))
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--org", "org", required=True, help="Organization name or id (created if missing).")
-@click.option("--dataset", "dataset", required=True, help="Dataset name.")
-@click.option("--format", "fmt", type=click.Choice(files.FORMATS), help="Default: from the suffix.")
-@click.option("--append", is_flag=True, help="Append to an existing dataset.")
-@click.option("--chunk-rows", default=codec.DEFAULT_CHUNK_ROWS, show_default=True, type=int)
-@click.option("--compression", type=click.Choice(["lz4", "zstd"]))
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def import_(db, file, org, dataset, fmt, append, chunk_rows, compression, quiet):
-    """Import FILE (CSV, Parquet or Arrow IPC) as a dataset, streamed in chunks."""
-    _lean_memory_pool()
-    with Store(db) as store:
-        organization = _organization(store, org, create=not append)
-        bar = tqdm(unit_scale=True, disable=quiet, desc=os.path.basename(file), file=sys.stderr)
-        source = files.read_batches(file, fmt, chunk_rows, on_progress=lambda done: bar.update(done - bar.n))
-        bar.total, bar.unit = source.total, source.unit
-        with bar:
-            if append:
-                found = store.datasets.list(organizationId=organization["id"], name=dataset)
-                if not found:
-                    raise NotFound(f"no dataset {dataset!r} in organization {org!r}")
-                frame = store.datasets.append(found[0]["id"], source.reader, chunk_rows)
-                ident = found[0]["id"]
-            else:
-                created = store.datasets.create(organization["id"], dataset, source.reader,
-                                                chunk_rows=chunk_rows, compression=compression)
-                frame, ident = store.dataframes.get(created["dataframeId"]), created["id"]
-        click.echo(f"dataset {ident}: {frame['rows']} rows, {frame['dim']} columns, "
-                   f"{frame['size']} bytes")
-
-
-@main.command("export")
-@click.argument("db", type=click.Path(exists=True, dir_okay=False))
-@click.argument("dataset")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(files.FORMATS), help="Default: from the suffix.")
-def export(db, dataset, file, fmt):
-    """Write DATASET (an id, or ORGANIZATION/NAME) to FILE (Parquet, CSV or Arrow IPC),
-    chunk by chunk."""
-    with Store(db) as store:
-        found = _dataset(store, dataset)
-        schema = store.dataframes.schema(found["dataframeId"])
-        if schema is None:
-            raise NotFound(f"dataset {dataset} holds no rows yet")
-        rows = files.write_batches(store.datasets.iter_batches(found["id"]), schema, file, fmt)
-        click.echo(f"wrote {rows} rows to {file}")
-
-
 @main.command("info")
 @click.argument("db", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -295,7 +211,8 @@ def describe(store: Store) -> dict:
               help="Seconds for each phase of a POST (connect, send, read).")
 @click.option("--backoff", default=10.0, show_default=True, type=float,
               help="Seconds before the first retry; doubled at each retry.")
-@click.option("--backoff-max", default=3600.0, show_default=True, type=float)
+@click.option("--backoff-max", default=3600.0, show_default=True, type=float,
+              help="Seconds between retries at most (the doubling stops there).")
 @click.option("--concurrency", default=16, show_default=True, type=int,
               help="POSTs in flight at once (at most half of them to one URL).")
 @click.option("--verbose", "-v", is_flag=True, help="One line per attempt, on stderr.")
@@ -387,8 +304,8 @@ def push(db, url, batch_mb, full, quiet):
     except ImportError as missing:
         raise ClustoreError(f"push needs {missing.name}: pip install 'clustore-lite[postgres]'")
 
-    with Store(db) as store, tqdm(unit="B", unit_scale=True, disable=quiet, file=sys.stderr,
-                                  desc="push") as bar:
+    with Store(db) as store, cli_data.progress_bar(quiet, unit="B", unit_scale=True,
+                                                   desc="push") as bar:
         report = postgres.push(store, url, batch_bytes=batch_mb * 2**20, full=full,
                                progress=lambda table, nbytes: bar.update(nbytes))
     click.echo(report.summary())
@@ -450,3 +367,26 @@ def check(db, as_json):
     click.echo(report.to_json() if as_json else report.text())
     if not report.ok:
         sys.exit(1)
+
+
+# `clustore-lite --help` lists every command in one line, not a cut-off sentence.
+SHORT_HELP = {
+    "serve": "Serve DB as Clustore's GraphQL API (Hasura's conventions).",
+    "import": "Import a CSV, TSV, Parquet or Arrow file as a dataset.",
+    "export": "Write a dataset to a CSV, TSV, Parquet or Arrow file.",
+    "ls": "List organizations, or the datasets of one.",
+    "rename": "Rename a dataset.",
+    "delete": "Delete a dataset and its data.",
+    "create-user": "Create a user.",
+    "create-org": "Create an organization.",
+    "query": "Run a GraphQL document and print the JSON answer.",
+    "info": "What the store file holds.",
+    "deliver": "POST pending events to their webhooks, with retries.",
+    "events": "The event log and its failing deliveries.",
+    "push": "Mirror the store into PostgreSQL.",
+    "hasura-metadata": "Write Hasura metadata for the PostgreSQL mirror.",
+    "backup": "Copy the store consistently while others write.",
+    "check": "Verify the store file; exit 1 on a problem.",
+}
+for _name, _text in SHORT_HELP.items():
+    main.commands[_name].short_help = _text

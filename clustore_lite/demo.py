@@ -5,14 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from .errors import InvalidValue
 from .store import Store
 
 
 def fill(store: Store) -> None:
     """An organization with a team, two datasets of real data and a clustering task
-    (k-means run here, centroids and labels kept as dataframes)."""
+    (k-means run here, centroids and labels kept as dataframes). A store that holds
+    the demo already is left as it is (a server restarted with --demo); one that
+    holds other data is refused, rather than mixed with the demo's."""
     if store.organizations.count(name="demo-lab"):
         return
+    if store.organizations.count() or store.users.count():
+        raise InvalidValue(f"--demo fills a new store, and {store.path} already holds "
+                           "organizations or users: serve it without --demo, or give a new "
+                           "file for the demo")
     rng = np.random.default_rng(7)
     centers = np.array([[0.0, 0.0], [5.0, 5.0], [0.0, 6.0]])
     points = np.concatenate([rng.normal(c, 0.8, size=(400, 2)) for c in centers])

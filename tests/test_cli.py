@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import clustore_lite
-from clustore_lite.arrow import files
+from clustore_lite.arrow import delimited
 from clustore_lite.db import migrations
 
 CLI = [sys.executable, "-m", "clustore_lite"]
@@ -142,7 +142,7 @@ def test_csv_import_memory_does_not_grow_with_the_file(tmp_path):
 def test_csv_rows_longer_than_a_block_import(tmp_path):
     """The CSV block size is small to bound memory; a row longer than a block (seen in
     the sample) gets larger blocks instead of failing."""
-    long_text = "x" * (3 * files.CSV_BLOCK_BYTES // 2)
+    long_text = "x" * (3 * delimited.CSV_BLOCK_BYTES // 2)
     table = pa.table({"id": pa.array(range(40), pa.int64()), "text": [long_text] * 40})
     source, db = tmp_path / "long.csv", tmp_path / "db.sqlite"
     pacsv.write_csv(table, source)

@@ -12,7 +12,7 @@ MAX_LINES = 600
 # Lowest first; a module may import its own layer and the layers below it.
 LAYERS = [
     ["errors", "catalog"],
-    ["values", "arrow.ipc_size", "arrow.codec", "arrow.files"],
+    ["values", "arrow.ipc_size", "arrow.codec", "arrow.conform", "arrow.delimited", "arrow.files"],
     ["db.event_sql", "db.recipients_sql", "db.migrations", "db.statistics", "db.connection",
      "db.maintenance", "db.sqlite_errors"],
     ["aggregation", "query"],
@@ -29,7 +29,7 @@ LAYERS = [
     ["server.errors", "server.graphql_http", "server.guard", "server.bodies",
      "server.http_protocol", "server.ide", "server.subscriptions", "server.websockets",
      "server.arrow", "server.app"],
-    ["cli", "__main__", "__init__"],
+    ["cli_data", "cli_admin", "cli", "__main__", "__init__"],
 ]
 RANK = {module: rank for rank, layer in enumerate(LAYERS) for module in layer}
 

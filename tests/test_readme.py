@@ -31,10 +31,31 @@ def library_blocks() -> list[str]:
     return found
 
 
+def sections() -> list[tuple[str, list[str], list[str]]]:
+    """(heading, library Python blocks, console blocks) of each `## ` section: an
+    example is a section's blocks, and runs on its own in a fresh directory."""
+    found = []
+    for part in re.split(r"^## ", README.read_text(), flags=re.M)[1:]:
+        python = [code for code in re.findall(r"```python\n(.*?)```", part, flags=re.S)
+                  if not code.startswith("# needs: server")]
+        console = re.findall(r"```console\n(.*?)```", part, flags=re.S)
+        found.append((part.splitlines()[0], python, console))
+    return found
+
+
+def fresh(tmp_path, heading: str) -> Path:
+    directory = tmp_path / re.sub(r"\W+", "-", heading).strip("-").lower()
+    directory.mkdir()
+    os.chdir(directory)
+    return directory
+
+
 def test_python_examples_run(workdir):
-    namespace: dict = {}
-    for code in library_blocks():
-        exec(compile(code, str(README), "exec"), namespace)
+    """Each library example on its own, in a fresh directory and namespace."""
+    assert library_blocks()
+    for number, code in enumerate(library_blocks()):
+        fresh(workdir, f"python-{number}")
+        exec(compile(code, str(README), "exec"), {})
 
 
 @pytest.fixture(scope="module")
@@ -64,20 +85,31 @@ def test_server_python_examples_run(demo_server):
 
 
 def test_console_examples_print_what_the_readme_shows(workdir):
-    for code in library_blocks():
-        exec(compile(code, str(README), "exec"), {})
-    console_blocks = [b for b in blocks("console") if "$PG_URL" not in b]
-    assert console_blocks
-    run_console(console_blocks)
+    """Each section's console examples, after its own Python examples only, in a fresh
+    directory; their output lines as shown, in order (`...` alone: any lines)."""
+    ran = 0
+    for heading, python, console in sections():
+        console = [b for b in console if "$PG_URL" not in b]
+        if console:
+            run_section(workdir, heading, python, console)
+            ran += 1
+    assert ran
 
 
 def test_postgres_console_examples_run_against_a_real_postgresql(workdir, url, monkeypatch):
-    for code in library_blocks():
-        exec(compile(code, str(README), "exec"), {})
     monkeypatch.setenv("PG_URL", url)
-    postgres_blocks = [b for b in blocks("console") if "$PG_URL" in b]
-    assert postgres_blocks
-    run_console(postgres_blocks)
+    postgres = [(h, p, [b for b in c if "$PG_URL" in b]) for h, p, c in sections()]
+    postgres = [section for section in postgres if section[2]]
+    assert postgres
+    for heading, python, console in postgres:
+        run_section(workdir, heading, python, console)
+
+
+def run_section(workdir, heading: str, python: list[str], console: list[str]) -> None:
+    fresh(workdir, heading)
+    for code in python:
+        exec(compile(code, str(README), "exec"), {})
+    run_console(console)
 
 
 def run_console(console_blocks: list[str]) -> None:
@@ -88,9 +120,19 @@ def run_console(console_blocks: list[str]) -> None:
             result = subprocess.run(command, shell=True, capture_output=True, text=True)
             assert result.returncode == 0, (command, result.stderr)
             output = result.stdout.splitlines()
-            for line in expected:
-                pattern = ".*".join(map(re.escape, line.split("...")))
-                assert any(re.fullmatch(pattern, got) for got in output), (command, line, output)
+            assert shown(expected, output), (command, expected, output)
+
+
+def shown(expected: list[str], output: list[str]) -> bool:
+    """The output is the expected lines in order, each `...` inside a line any text,
+    a line of `...` alone any number of lines."""
+    if not expected:
+        return not output
+    if expected[0].strip() == "...":
+        return any(shown(expected[1:], output[start:]) for start in range(len(output) + 1))
+    pattern = ".*".join(map(re.escape, expected[0].split("...")))
+    return bool(output) and re.fullmatch(pattern, output[0]) is not None and shown(
+        expected[1:], output[1:])
 
 
 def commands(block: str):

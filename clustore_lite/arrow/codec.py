@@ -25,8 +25,7 @@ END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # closes every IPC stream
 
 
 def to_table(data: Any) -> pa.Table:
-    """Accept a pyarrow Table or RecordBatch, a pandas/polars DataFrame, or a dict of
-    columns; answer a pyarrow Table."""
+    """Accept what ACCEPTED lists (but streams, see iter_batches); answer a pyarrow Table."""
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):
@@ -42,11 +41,26 @@ def to_table(data: Any) -> pa.Table:
     if module == "pandas":
         return pa.Table.from_pandas(data, preserve_index=False)
     if module == "polars":
-        return data.to_arrow()
-    raise InvalidValue(
-        f"a dataframe must be a pyarrow Table or RecordBatch, a pandas or polars DataFrame "
-        f"or a dict of columns, not {type(data).__name__}"
-    )
+        # a LazyFrame is collected first (its plan runs here)
+        return (data.collect() if hasattr(data, "collect") else data).to_arrow()
+    if module == "numpy" and getattr(getattr(data, "dtype", None), "names", None):
+        return _structured(data)
+    raise InvalidValue(ACCEPTED + f", not {type(data).__name__}")
+
+
+ACCEPTED = ("a dataframe must be a pyarrow Table, RecordBatch or RecordBatchReader, an "
+            "iterable of RecordBatches, a pandas DataFrame, a polars DataFrame or LazyFrame, "
+            "a numpy structured array or a dict of columns")
+
+
+def _structured(data: Any) -> pa.Table:
+    """A numpy structured array (one field per column) as a table."""
+    if data.ndim != 1:
+        raise InvalidValue(f"a numpy structured array must be one-dimensional, not {data.ndim}-dimensional")
+    try:
+        return pa.table({name: data[name] for name in data.dtype.names})
+    except (pa.ArrowException, TypeError, ValueError) as error:
+        raise InvalidValue(f"cannot make Arrow columns of this numpy array: {error}") from None
 
 
 def size_hint(data: Any) -> int | None:
@@ -82,7 +96,7 @@ def iter_batches(data: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
 def _is_batch_iterator(data: Any) -> bool:
     return isinstance(data, Iterator) or (
         isinstance(data, Iterable) and not isinstance(data, (dict, str, bytes))
-        and type(data).__module__.split(".")[0] not in ("pandas", "polars", "pyarrow")
+        and type(data).__module__.split(".")[0] not in ("pandas", "polars", "pyarrow", "numpy")
     )
 
 

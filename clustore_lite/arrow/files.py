@@ -3,6 +3,7 @@ memory stays bounded by a chunk, not by the file."""
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,20 +14,13 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from ..errors import InvalidValue
+from ..errors import ClustoreError, InvalidValue
+from . import conform
+from .delimited import CsvOptions, Note, open_csv
 
-FORMATS = ("csv", "parquet", "arrow")
-SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
+FORMATS = ("csv", "tsv", "parquet", "arrow")
+SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
             ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow", ".arrows": "arrow"}
-# pyarrow's streaming CSV reader reads many blocks ahead: memory grows with the block
-# size (measured: 16 MiB blocks peaked at 440 MB on a 460 MB file, 1 MiB at 118 MB, at
-# the same speed; later, reading alone held ~36 blocks: 37 MB of Arrow memory with
-# 1 MiB blocks, 9 MB with 256 KiB; a 200 MB CSV import peaked at 183 MB with 1 MiB
-# blocks, 152 MB with 256 KiB, at 0.95x the speed). Types are guessed from a larger
-# sample so that small blocks do not make the guess worse. A CSV row must fit in one
-# block: _csv_sample picks larger blocks when the sample has long lines.
-CSV_BLOCK_BYTES = 1 << 18
-CSV_SAMPLE_BYTES = 8 << 20
 # Parquet: pyarrow pre-buffers whole column chunks (row groups hold up to 1Mi rows by
 # default) and reads ahead; reading pages through a small buffer bounds memory by the
 # pages and the batch instead (measured on a 105 MB file of 10 chunk-sized row groups:
@@ -60,67 +54,49 @@ Progress = Callable[[int], None]
 
 
 def read_batches(path: str | Path, format: str | None = None, batch_rows: int = 65_536,
-                 on_progress: Progress | None = None) -> Source:
+                 on_progress: Progress | None = None, csv: CsvOptions | None = None,
+                 note: Note | None = None) -> Source:
     """The record batches of a file, streamed. `on_progress(done)` is told how far
-    reading has got, in the Source's unit."""
+    reading has got, in the Source's unit; `csv` says how to read a CSV or TSV file
+    and `note` hears what was guessed about it."""
     kind = guess_format(path, format)
     path = str(path)
     try:
-        if kind == "csv":
-            return Source(_csv(path, on_progress), os.path.getsize(path), "B")
+        if kind in ("csv", "tsv"):
+            reader = open_csv(path, kind == "tsv", csv or CsvOptions(), on_progress, note)
+            return Source(reader, os.path.getsize(path), "B")
         if kind == "parquet":
-            parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
-            batches = parquet.iter_batches(batch_size=batch_rows)
-            reader = pa.RecordBatchReader.from_batches(
-                parquet.schema_arrow, _report(batches, on_progress))
-            return Source(reader, parquet.metadata.num_rows, "rows")
+            return _parquet(path, batch_rows, on_progress)
         return _arrow(path, on_progress)
     except (pa.ArrowInvalid, OSError) as error:
         raise InvalidValue(f"cannot read {path} as {kind}: {error}") from None
 
 
-def _csv(path: str, on_progress) -> pa.RecordBatchReader:
-    delimiter = "\t" if path.lower().endswith(".tsv") else ","
-    parse = pacsv.ParseOptions(delimiter=delimiter)
-    schema, block = _csv_sample(path, parse)
-    convert = pacsv.ConvertOptions(column_types=schema)
-    stream = pa.input_stream(path)
-    reader = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=block),
-                            parse_options=parse, convert_options=convert)
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        try:
-            for batch in reader:
-                if on_progress:
-                    on_progress(stream.tell())
-                yield batch
-        except pa.ArrowInvalid as error:
-            raise InvalidValue(
-                f"cannot read {path}: {error} (a column's type is guessed from the first "
-                "block; a later value that does not fit stops the import)") from None
-
-    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+def _parquet(path: str, batch_rows: int, on_progress) -> Source:
+    parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
+    schema = parquet.schema_arrow
+    batches = parquet.iter_batches(batch_size=batch_rows)
+    written = _written_schema(parquet)
+    if written is not None and (target := conform.plan(written, schema)) is not None:
+        schema = target
+        batches = (conform.cast_batch(target, batch) for batch in batches)
+    reader = pa.RecordBatchReader.from_batches(schema, _report(batches, on_progress))
+    return Source(reader, parquet.metadata.num_rows, "rows")
 
 
-def _csv_sample(path: str, parse: pacsv.ParseOptions) -> tuple[pa.Schema, int]:
-    """Column types guessed from the first CSV_SAMPLE_BYTES (cut at a line end), and
-    the block size to read with: CSV_BLOCK_BYTES, or more if the sample has lines so
-    long that a row might not fit in one block."""
-    with open(path, "rb") as file:
-        sample = file.read(CSV_SAMPLE_BYTES)
-        more = bool(file.read(1))
-    size = len(sample)
-    if more and (end := sample.rfind(b"\n") + 1):
-        size = end
-    view = pa.py_buffer(sample).slice(0, size)  # no copy
-    schema = pacsv.read_csv(pa.BufferReader(view), parse_options=parse).schema
-    # every `window` bytes of the sample hold a line end, so no line is longer than
-    # 2 x window; blocks of 8 x window hold 4 of the longest lines
-    window = CSV_BLOCK_BYTES // 8
-    while window < size and any(sample.find(b"\n", start, start + window) == -1
-                                for start in range(0, size - window + 1, window)):
-        window *= 2
-    return schema, max(CSV_BLOCK_BYTES, 8 * window)
+def _written_schema(parquet: pq.ParquetFile) -> pa.Schema | None:
+    """The Arrow schema the writer kept in the file's metadata: Parquet has no
+    timestamp[s], so pyarrow reads such a column back as [ms]; cast back (values
+    unchanged), the round trip is exact."""
+    stored = (parquet.metadata.metadata or {}).get(b"ARROW:schema")
+    if stored is None:
+        return None
+    try:
+        written = ipc.read_schema(pa.py_buffer(base64.b64decode(stored)))
+        conform.plan(written, parquet.schema_arrow)
+    except (pa.ArrowException, ValueError, ClustoreError):
+        return None  # another tool's metadata, not one to trust
+    return written
 
 
 def _arrow(path: str, on_progress) -> Source:
@@ -154,19 +130,24 @@ def write_batches(batches: Iterator[pa.RecordBatch], schema: pa.Schema,
     kind = guess_format(path, format)
     rows = 0
     path = str(path)
-    if kind == "parquet":
-        writer = pq.ParquetWriter(path, schema)
-    elif kind == "csv":
-        writer = pacsv.CSVWriter(path, schema)
-    else:
-        writer = ipc.new_file(path, schema)
     try:
-        with writer:
+        with _writer(kind, path, schema) as writer:
             for batch in batches:
                 writer.write_batch(batch)
                 rows += batch.num_rows
-    except BaseException:
+    except BaseException as error:
         if os.path.isfile(path):
             os.remove(path)
+        if isinstance(error, (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError)):
+            raise InvalidValue(f"cannot write {path} as {kind}: {error}") from None
         raise
     return rows
+
+
+def _writer(kind: str, path: str, schema: pa.Schema):
+    if kind == "parquet":
+        return pq.ParquetWriter(path, schema)
+    if kind in ("csv", "tsv"):  # CSV has no nested types: pyarrow refuses lists and structs
+        options = pacsv.WriteOptions(delimiter="\t" if kind == "tsv" else ",")
+        return pacsv.CSVWriter(path, schema, write_options=options)
+    return ipc.new_file(path, schema)

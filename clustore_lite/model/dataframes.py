@@ -13,7 +13,7 @@ from typing import Any
 import apsw
 import pyarrow as pa
 
-from ..arrow import codec
+from ..arrow import codec, conform
 from .. import values as v
 from ..errors import DataCorrupted, InvalidValue, NotFound
 from .base import Collection
@@ -75,8 +75,8 @@ class Dataframes(Collection):
         stored = self._schema(frame["id"])
         if stored is None:
             stored = schema
-        else:
-            codec.check_same_schema(stored, schema)
+        elif (target := conform.plan(stored, schema)) is not None:
+            batches = (conform.cast_batch(target, batch) for batch in batches)
         position, added_rows, added_bytes = self._last_position(frame["id"]), 0, 0
         stamp = v.now()
         compression = frame["compression"]
