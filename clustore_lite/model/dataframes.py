@@ -76,6 +76,7 @@ class Dataframes(Collection):
             stored = schema
         else:
             codec.check_same_schema(stored, schema)
+        columns = v.to_sql(self.table, {"columns": stored.names})["columns"]  # checked first
         position, added_rows, added_bytes = self._last_position(frame["id"]), 0, 0
         stamp = v.now()
         compression = frame["compression"]
@@ -119,7 +120,7 @@ class Dataframes(Collection):
             "UPDATE dataframe SET arrowSchema = ?, dim = ?, columns = ?, rows = rows + ?, "
             "size = size + ?, updatedAt = ? WHERE id = ?",
             (codec.schema_bytes(stored), len(stored.names),
-             v.to_sql(self.table, {"columns": stored.names})["columns"],
+             columns,
              added_rows, added_bytes, v.now(), frame["id"]))
 
     def _last_position(self, id: str) -> int:
