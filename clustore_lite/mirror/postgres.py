@@ -19,6 +19,12 @@ Design, in short (README "Outgrowing one file" has the user's side):
   organization) are checked against PostgreSQL before writing. A colliding row is not
   pushed and neither is what depends on it (its access, dataframes, children); the push
   sends everything else and reports each conflict. Nothing is ever overwritten.
+- Refusals: rows PostgreSQL cannot hold (a NUL in text or JSON, written before the
+  store refused them) are held back and reported the same way; any other row
+  PostgreSQL refuses is found by halving its batch, reported and held back. One bad
+  row never stops the mirror: the next push tries it again.
+- Renames: rows that move a unique name go first, in an order where no name is held
+  twice for a moment (renames.py), so swaps and chains of names push.
 - One push at a time per database (an advisory lock), so checks and writes of two
   stores never interleave."""
 
@@ -304,17 +310,19 @@ class Pusher:
 
     def _plan(self) -> dict[str, list[Row]]:
         """The changed rows of the entity tables, less those whose names collide in
-        PostgreSQL and those depending on such rows (recorded in self.skipped)."""
+        PostgreSQL, those it cannot hold, and those depending on such rows (recorded
+        in self.skipped)."""
         plans = {}
         for table in PLANNED:
             pushed = self._pushed(table)
             rows = list(self._changed(table, pushed))
-            conflicts = self._conflicts(table, rows)
+            refusals = {row.key: found for row in rows if (found := self._refusal(table, row))}
+            conflicts = self._conflicts(table, [r for r in rows if r.key not in refusals])
             columns = list(TABLES[table].columns)
             kept = []
             for row in rows:
                 conflict = conflicts.get(row.key)
-                refused = None if conflict else self._refusal(table, row)
+                refused = refusals.get(row.key)
                 if conflict is None and refused is None and not self._depends_on_skipped(table, row):
                     kept.append(row)
                     continue
