@@ -71,26 +71,30 @@ def test_datasets_take_their_siblings_freed_names(store, url):
 
 
 def test_any_permutation_of_names_pushes(store, url, rng):
-    """Random permutations (seeded) of organization and dataset names, some rows
-    taking new names, some deleted, some new ones taking the freed names: every push
-    succeeds and the mirror equals the store."""
+    """Random permutations (seeded) of organization names and of datasets' (organization,
+    name) pairs, some rows taking new names, one deleted and a new one taking its name
+    each round: every push succeeds and the mirror equals the store."""
     orgs = [store.organizations.create(f"org-{i}") for i in range(8)]
-    sets = [store.datasets.create(orgs[0].id, f"set-{i}") for i in range(8)]
+    sets = [store.datasets.create(orgs[i % 2].id, f"set-{i}") for i in range(10)]
     postgres.push(store, url)
     for round in range(4):
-        for collection, rows, prefix in ((store.organizations, orgs, "org"),
-                                         (store.datasets, sets, "set")):
-            names = [collection.get(r.id).name for r in rows]
-            rng.shuffle(names)
-            names = [f"{prefix}-new-{round}-{i}" if rng.random() < 0.2 else name
-                     for i, name in enumerate(names)]
-            rename_all(collection, {r.id: name for r, name in zip(rows, names)})
+        names = [store.organizations.get(o.id).name for o in orgs]
+        rng.shuffle(names)
+        names = [f"org-new-{round}-{i}" if rng.random() < 0.2 else n for i, n in enumerate(names)]
+        rename_all(store.organizations, dict(zip((o.id for o in orgs), names)))
+        places = [(s.organization_id, s.name) for s in map(store.datasets.get, (s.id for s in sets))]
+        rng.shuffle(places)
+        with store.transaction():
+            for i, s in enumerate(sets):
+                store.datasets.update(s.id, name=f"tmp-{i}")
+            for s, (org_id, name) in zip(sets, places):
+                store.datasets.update(s.id, organization_id=org_id, name=name)
         gone = sets.pop(rng.randrange(len(sets)))
-        freed = store.datasets.get(gone.id).name
+        gone = store.datasets.get(gone.id)
         store.datasets.delete(gone.id)
-        sets.append(store.datasets.create(orgs[0].id, freed))
+        sets.append(store.datasets.create(gone.organization_id, gone.name))
         report = postgres.push(store, url)
-        assert not report.conflicts, [str(c) for c in report.conflicts]
+        assert not report.conflicts and not report.refused, [str(c) for c in report.conflicts]
         mirrored.assert_mirrors(store, url)
 
 

@@ -72,6 +72,22 @@ def test_graphql_refuses_nul_with_a_data_exception(server):
     assert listed.json()["data"] == {"organizations": [], "dataframes": []}
 
 
+def test_arrow_uploads_refuse_a_column_name_with_nul(server):
+    url, _ = server
+    made = httpx.post(f"{url}/v1/graphql", json={
+        "query": "mutation { insert_dataframe_one(object: {}) { id } }"}).json()
+    frame = made["data"]["insert_dataframe_one"]["id"]
+    sink = pa.BufferOutputStream()
+    table = pa.table({f"x{NUL}": [1.0]})
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    answer = httpx.post(f"{url}/v1/dataframes/{frame}/chunks", content=sink.getvalue().to_pybytes(),
+                        headers={"content-type": "application/vnd.apache.arrow.stream"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == "data-exception"
+    assert answer.json()["error"].startswith("dataframe.columns contains the NUL character")
+
+
 def test_cli_import_refuses_a_column_name_with_nul_in_one_line(tmp_path):
     source = tmp_path / "bad.arrow"
     with pa.OSFile(str(source), "wb") as sink, pa.ipc.new_file(
