@@ -45,7 +45,7 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from .. import values as v
-from ..catalog import ACCESS_OWNERS, BOOL, FRAME_OWNERS, TABLES, q
+from ..catalog import ACCESS_OWNERS, BOOL, FRAME_OWNERS, JSON, TABLES, TEXT, q
 from ..errors import ClustoreError
 from . import renames
 from .pg_schema import (BOOKKEEPING, BOOKKEEPING_DDL, MIRROR_UPGRADES, MIRROR_VERSION,
@@ -62,6 +62,9 @@ OWNED = {table: {"accessId": "access", **{column: "dataframe" for column in FRAM
 # What PostgreSQL raises for rows it cannot hold (constraints, bad values, too long for
 # an index): the batch is halved down to those rows, which are reported.
 REFUSALS = (psycopg.IntegrityError, psycopg.DataError, pgerrors.ProgramLimitExceeded)
+# (index, column, kind) of the text and JSON columns: where a NUL could hide
+WORDY = {t: [(i, c, kind) for i, (c, kind) in enumerate(TABLES[t].columns.items())
+             if kind in (TEXT, JSON)] for t in ORDER}
 PLANNED = [t for t in ORDER if t in NATURAL_KEYS or t in OWNED]  # checked before writing
 
 
@@ -379,8 +382,7 @@ class Pusher:
 
     def _refusal(self, table: str, row: Row) -> Refused | None:
         """Why PostgreSQL cannot hold `row` (a NUL in text or JSON), if it cannot."""
-        columns = TABLES[table].columns
-        bad = [c for i, c in enumerate(columns) if v.stored_nul(columns[c], row[i])]
+        bad = [c for i, c, kind in WORDY[table] if v.stored_nul(kind, row[i])]
         if not bad:
             return None
         return Refused(table, row.key, _label(table, row),
