@@ -19,8 +19,8 @@ from typing import Sequence
 
 import psycopg
 
-from ..catalog import TABLES, q
-from .pg_schema import NATURAL_KEYS, pg_type
+from ..catalog import TABLES, pg_type, q
+from .pg_schema import NATURAL_KEYS
 
 PLACEHOLDER = "clustore-lite push: renaming "  # + the row's id: unique, never committed
 
