@@ -386,7 +386,8 @@ class Pusher:
         if not bad:
             return None
         return Refused(table, row.key, _label(table, row),
-                       f"{', '.join(bad)} holds the NUL character (\\x00 or \\u0000), which "
+                       f"{', '.join(bad)} {'holds' if len(bad) == 1 else 'hold'} the NUL "
+                       "character (\\x00 or \\u0000), which "
                        "PostgreSQL cannot store; remove it in this store and push again")
 
     def _send(self, table: str, planned: list[Row] | None) -> None:
