@@ -298,7 +298,8 @@ def push(db, url, batch_mb, full, quiet):
 
     The first push creates the tables; later ones send only what changed and delete
     what is gone. A push cut short is finished by the next one. Rows whose name is
-    taken in PostgreSQL by another store are listed and kept back (exit code 3)."""
+    taken in PostgreSQL by another store, and rows PostgreSQL cannot hold (a NUL
+    character), are listed and kept back with what depends on them (exit code 3)."""
     try:
         from .mirror import postgres  # psycopg is only needed here
     except ImportError as missing:
@@ -316,10 +317,15 @@ def push(db, url, batch_mb, full, quiet):
                    "make it a store of its own.", err=True)
     for conflict in report.conflicts:
         click.echo(f"conflict: {conflict}", err=True)
-    if report.conflicts:
-        click.echo(f"error: {len(report.conflicts)} name conflict(s) kept "
-                   f"{len(report.conflicts) + report.held_back} rows out of PostgreSQL; change "
-                   "those names in this store (or in PostgreSQL) and push again", err=True)
+    for refused in report.refused:
+        click.echo(f"refused: {refused}", err=True)
+    causes = [f"{len(found)} {what}" for found, what in (
+        (report.conflicts, "name conflict(s)"), (report.refused, "row(s) PostgreSQL cannot hold"))
+        if found]
+    if causes:
+        kept = len(report.conflicts) + len(report.refused) + report.held_back
+        click.echo(f"error: {' and '.join(causes)} kept {kept} rows out of PostgreSQL; change "
+                   "those rows in this store (or in PostgreSQL) and push again", err=True)
         sys.exit(3)
 
 

@@ -14,9 +14,11 @@ each write; this module only reads it and delivers. Delivery is at least once:
 - only the oldest pending event of a resource is claimable for a given URL, so one
   receiver sees the events of one row in the order they were written (across rows,
   the due ones go oldest first);
-- 2xx is delivered; anything else, a time-out or a refused connection is retried
-  after an exponential backoff with jitter, up to `max_retries` retries; then the
-  delivery is dead, and stays in the file until `redeliver`;
+- 2xx is delivered (once the status line and headers arrived: a body cut off or
+  stalled after them does not undo it); anything else, a redirect (never followed, as
+  in Hasura), a time-out or a refused connection is retried after an exponential
+  backoff with jitter, up to `max_retries` retries; then the delivery is dead, and
+  stays in the file until `redeliver`;
 - a following member's delivery is vetted when claimed, every attempt: sent only if
   the member may read the row (access/audience.py), else `withheld`;
 - the POST goes only where the webhook destination policy allows, checked on the
@@ -319,29 +321,45 @@ class Deliverer:
         return rows, over
 
     def post(self, attempt: Attempt) -> Outcome:
-        """One HTTP POST, no transaction open. Never raises: failures are outcomes."""
+        """One HTTP POST, no transaction open. Never raises: failures are outcomes.
+        The answer is its status line: once it and the headers arrived, a body cut
+        off, stalled or too long changes nothing (the receiver had its say)."""
         try:
             with self.client.stream("POST", attempt.url, content=attempt.body) as response:
-                head, read = bytearray(), 0  # the start of the answer, for lastError
-                deadline = time.monotonic() + self.timeout
-                for part in response.iter_bytes():
-                    head += part[:200 - len(head)]
-                    read += len(part)
-                    if read > MAX_RESPONSE_BYTES or time.monotonic() > deadline:
-                        break
-            if 200 <= response.status_code < 300:
-                return Outcome(attempt, response.status_code)
-            detail = head.decode(errors="replace").strip()
-            return Outcome(attempt, response.status_code,
-                           f"HTTP {response.status_code}" + (f": {detail}" if detail else ""))
+                head = self._read_head(response)
         except DestinationRefused as error:
             return Outcome(attempt, None, str(error))
         except httpx.TimeoutException as error:
             return Outcome(attempt, None, f"timed out after {self.timeout}s ({type(error).__name__})")
         except httpx.ConnectError as error:
             return Outcome(attempt, None, f"could not connect: {error}")
-        except Exception as error:  # a bad URL, a broken answer: retried like the rest
+        except Exception as error:  # a bad URL, no answer at all: retried like the rest
             return Outcome(attempt, None, f"{type(error).__name__}: {error}"[:500])
+        status = response.status_code
+        if 200 <= status < 300:
+            return Outcome(attempt, status)
+        if 300 <= status < 400:  # as Hasura: not followed (and the policy saw only this URL)
+            where = response.headers.get("location")
+            return Outcome(attempt, status, f"HTTP {status}: redirects are not followed"
+                           + (f"; the webhook points to {where}"[:500] if where else ""))
+        detail = head.decode(errors="replace").strip()
+        return Outcome(attempt, status, f"HTTP {status}" + (f": {detail}" if detail else ""))
+
+    def _read_head(self, response: httpx.Response) -> bytes:
+        """The first 200 bytes of the body, for lastError. Reads at most
+        MAX_RESPONSE_BYTES for `timeout` seconds (so the connection can be kept); a
+        body cut off or stalled ends the reading, not the answer."""
+        head, read = bytearray(), 0
+        deadline = time.monotonic() + self.timeout
+        try:
+            for part in response.iter_bytes():
+                head += part[:200 - len(head)]
+                read += len(part)
+                if read > MAX_RESPONSE_BYTES or time.monotonic() > deadline:
+                    break
+        except httpx.HTTPError:  # cut off, timed out, badly encoded: what came is enough
+            pass
+        return bytes(head)
 
     def record(self, outcomes: list[Outcome], summary: Summary | None = None) -> None:
         """Write the outcomes (one short write transaction). An outcome whose lease

@@ -30,6 +30,14 @@ class SchemaMismatch(InvalidValue):
     """Appended rows do not have the dataframe's Arrow schema."""
 
 
+class UnstorableValue(InvalidValue):
+    """A value PostgreSQL cannot store (the NUL character in text or JSON): refused as
+    PostgreSQL would refuse it (Hasura's code for its data exceptions), so that every
+    row of a store can be mirrored."""
+
+    code = "data-exception"
+
+
 class PermissionDenied(ClustoreError, PermissionError):
     code = "permission-denied"
 

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .catalog import BOOL, JSON, ROLES, Table, camel
-from .errors import InvalidValue
+from .errors import InvalidValue, UnstorableValue
 
 MAX_NAME = 255
 MAX_TEXT = 4096
@@ -139,7 +139,8 @@ def check_algorithm(value: Any) -> dict:
 
 
 def to_sql(table: Table, values: dict) -> dict:
-    """Python values to SQLite values (JSON as text, booleans as 0/1)."""
+    """Python values to SQLite values (JSON as text, booleans as 0/1). Every write of
+    the model passes here: values PostgreSQL cannot store are refused here."""
     out = {}
     for column, value in values.items():
         kind = table.columns[column]
@@ -147,8 +148,38 @@ def to_sql(table: Table, values: dict) -> dict:
             value = json.dumps(value, allow_nan=False)
         elif kind == BOOL and value is not None:
             value = int(value)
+        if stored_nul(kind, value):
+            raise UnstorableValue(
+                f"{table.name}.{column} contains the NUL character (\\x00, \\u0000 in JSON), "
+                "which PostgreSQL cannot store (so neither Hasura nor the mirror could): "
+                "remove it")
         out[column] = value
     return out
+
+
+def stored_nul(kind: str, value: Any) -> bool:
+    """Whether a value as SQLite holds it (JSON as text) has a NUL character, which
+    PostgreSQL refuses in text (0x00) and in jsonb (\\u0000)."""
+    if not isinstance(value, str):
+        return False
+    if kind != JSON or "\x00" in value:
+        return "\x00" in value
+    if "\\u0000" not in value:  # json.dumps writes a NUL so; cheap to rule out
+        return False
+    try:  # the text may instead hold an escaped backslash then "u0000"
+        return _holds_nul(json.loads(value))
+    except (ValueError, RecursionError):
+        return True
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(x) for k, x in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(x) for x in value)
+    return False
 
 
 class Record(dict):

@@ -19,6 +19,12 @@ Design, in short (README "Outgrowing one file" has the user's side):
   organization) are checked against PostgreSQL before writing. A colliding row is not
   pushed and neither is what depends on it (its access, dataframes, children); the push
   sends everything else and reports each conflict. Nothing is ever overwritten.
+- Refusals: rows PostgreSQL cannot hold (a NUL in text or JSON, written before the
+  store refused them) are held back and reported the same way; any other row
+  PostgreSQL refuses is found by halving its batch, reported and held back. One bad
+  row never stops the mirror: the next push tries it again.
+- Renames: rows that move a unique name go first, in an order where no name is held
+  twice for a moment (renames.py), so swaps and chains of names push.
 - One push at a time per database (an advisory lock), so checks and writes of two
   stores never interleave."""
 
@@ -39,8 +45,9 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from .. import values as v
-from ..catalog import ACCESS_OWNERS, BOOL, FRAME_OWNERS, TABLES, pg_type, q
+from ..catalog import ACCESS_OWNERS, BOOL, FRAME_OWNERS, JSON, TABLES, TEXT, pg_type, q
 from ..errors import ClustoreError
+from . import renames
 from .pg_schema import (BOOKKEEPING, BOOKKEEPING_DDL, MIRROR_UPGRADES, MIRROR_VERSION,
                         NATURAL_KEYS, ORDER)
 
@@ -52,6 +59,12 @@ HEAVY = {("chunk", "data")}  # fetched only for rows being sent
 # Rows an entity owns (created and deleted with it), as the SQLite triggers say.
 OWNED = {table: {"accessId": "access", **{column: "dataframe" for column in FRAME_OWNERS.get(table, ())}}
          for table in ACCESS_OWNERS}
+# What PostgreSQL raises for rows it cannot hold (constraints, bad values, too long for
+# an index): the batch is halved down to those rows, which are reported.
+REFUSALS = (psycopg.IntegrityError, psycopg.DataError, pgerrors.ProgramLimitExceeded)
+# (index, column, kind) of the text and JSON columns: where a NUL could hide
+WORDY = {t: [(i, c, kind) for i, (c, kind) in enumerate(TABLES[t].columns.items())
+             if kind in (TEXT, JSON)] for t in ORDER}
 PLANNED = [t for t in ORDER if t in NATURAL_KEYS or t in OWNED]  # checked before writing
 
 
@@ -78,6 +91,21 @@ class Conflict:
 
 
 @dataclass
+class Refused:
+    """A local row PostgreSQL cannot hold (a NUL character, or any row it refused): not
+    pushed, nor what depends on it; the push goes on with every other row."""
+
+    table: str
+    id: str
+    label: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        named = f" {self.label!r}" if self.label else ""
+        return f"{self.table}{named} ({self.id}) was not pushed: {self.reason}"
+
+
+@dataclass
 class PushReport:
     origin: str
     sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -85,6 +113,7 @@ class PushReport:
     sent_bytes: int = 0
     held_back: int = 0  # rows not sent because they depend on a conflicting row
     conflicts: list[Conflict] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
     seconds: float = 0.0
     last_pushed_from: str | None = None  # host:path, when this push comes from elsewhere
 
@@ -148,6 +177,12 @@ def _cast(table: str, column: str, alias: str = "s") -> str:
     if target in ("uuid", "timestamptz", "jsonb"):
         return f"{alias}.{q(column)}::{target}"
     return f"{alias}.{q(column)}"
+
+
+def _label(table: str, row: Row) -> str | None:
+    """The row's name, for reports (None for tables without names)."""
+    columns = list(TABLES[table].columns)
+    return row[columns.index("name")] if "name" in columns else None
 
 
 def _stage_type(table: str, column: str) -> str:
@@ -278,21 +313,26 @@ class Pusher:
 
     def _plan(self) -> dict[str, list[Row]]:
         """The changed rows of the entity tables, less those whose names collide in
-        PostgreSQL and those depending on such rows (recorded in self.skipped)."""
+        PostgreSQL, those it cannot hold, and those depending on such rows (recorded
+        in self.skipped)."""
         plans = {}
         for table in PLANNED:
             pushed = self._pushed(table)
             rows = list(self._changed(table, pushed))
-            conflicts = self._conflicts(table, rows)
+            refusals = {row.key: found for row in rows if (found := self._refusal(table, row))}
+            conflicts = self._conflicts(table, [r for r in rows if r.key not in refusals])
             columns = list(TABLES[table].columns)
             kept = []
             for row in rows:
                 conflict = conflicts.get(row.key)
-                if conflict is None and not self._depends_on_skipped(table, row):
+                refused = refusals.get(row.key)
+                if conflict is None and refused is None and not self._depends_on_skipped(table, row):
                     kept.append(row)
                     continue
                 if conflict:
                     self.report.conflicts.append(conflict)
+                elif refused:
+                    self.report.refused.append(refused)
                 else:
                     self.report.held_back += 1
                 if row.key not in pushed:  # never mirrored: what it owns must wait too
@@ -340,34 +380,72 @@ class Pusher:
                                                sorted(origins)))
         return found
 
+    def _refusal(self, table: str, row: Row) -> Refused | None:
+        """Why PostgreSQL cannot hold `row` (a NUL in text or JSON), if it cannot."""
+        bad = [c for i, c, kind in WORDY[table] if v.stored_nul(kind, row[i])]
+        if not bad:
+            return None
+        return Refused(table, row.key, _label(table, row),
+                       f"{', '.join(bad)} {'holds' if len(bad) == 1 else 'hold'} the NUL "
+                       "character (\\x00 or \\u0000), which "
+                       "PostgreSQL cannot store; remove it in this store and push again")
+
     def _send(self, table: str, planned: list[Row] | None) -> None:
-        """Upsert the changed rows of `table` in batches, each one transaction."""
-        rows = planned if planned is not None else self._changed(table, self._pushed(table))
-        heavy = [i for i, c in enumerate(TABLES[table].columns) if (table, c) in HEAVY]
+        """Upsert the changed rows of `table` in batches, each one transaction; rows
+        that move a unique name first, all in one (see renames.py)."""
+        pushed = {} if planned is not None else self._pushed(table)
+        source = planned if planned is not None else self._changed(table, pushed)
+        rows = (row for row in source if self._sendable(table, row, pushed, planned is None))
+        if planned is not None:
+            order = renames.plan(self.conn, table, list(rows))
+            if order.moving:
+                self._flush(table, order.moving, order.parked)
+            rows = iter(order.rest)
         batch: list[Row] = []
         size = 0
         for row in rows:
-            if row.key in self.skipped[table] or self._depends_on_skipped(table, row):
-                self.skipped[table].add(row.key)
-                self.report.held_back += 1
-                continue
-            for i in heavy:
-                row.values[i] = self.db.execute(
-                    f"SELECT {q(list(TABLES[table].columns)[i])} FROM {q(table)} WHERE id = ?",
-                    (row.key,)).fetchone()[0]
-                size += len(row.values[i])
+            size += self._load_heavy(table, row)
             batch.append(row)
             if len(batch) >= BATCH_ROWS or size >= self.batch_bytes:
-                self._flush(table, batch, size)
+                self._flush(table, batch)
                 batch, size = [], 0
         if batch:
-            self._flush(table, batch, size)
+            self._flush(table, batch)
 
-    def _flush(self, table: str, batch: list[Row], nbytes: int) -> None:
-        """One transaction: write the rows and record their digests."""
+    def _sendable(self, table: str, row: Row, pushed: dict[str, bytes], check: bool) -> bool:
+        """False for a row held back: its parent was, or (`check`) PostgreSQL cannot
+        hold it (then its children wait too, unless an older version is mirrored)."""
+        if row.key in self.skipped[table] or self._depends_on_skipped(table, row):
+            self.skipped[table].add(row.key)
+            self.report.held_back += 1
+            return False
+        refused = self._refusal(table, row) if check else None
+        if refused:
+            self.report.refused.append(refused)
+            if row.key not in pushed:
+                self.skipped[table].add(row.key)
+        return refused is None
+
+    def _load_heavy(self, table: str, row: Row) -> int:
+        """Fetch the row's heavy columns (chunk bytes); answer how many bytes."""
+        size = 0
+        for i, column in enumerate(TABLES[table].columns):
+            if (table, column) in HEAVY:
+                row.values[i] = self.db.execute(f"SELECT {q(column)} FROM {q(table)} WHERE id = ?",
+                                                (row.key,)).fetchone()[0]
+                size += len(row.values[i])
+        return size
+
+    def _flush(self, table: str, batch: list[Row], parked: list[str] = ()) -> None:
+        """One transaction: park the names of `parked` rows of the batch, write the rows,
+        record their digests. If PostgreSQL refuses the batch, each half is tried on its
+        own, down to the rows it refuses: those are reported and held back, so one bad
+        row never stops the mirror."""
+        keys = {row.key for row in batch}
         try:
             with self.conn.transaction():
                 self._session()
+                renames.park(self.conn, table, [key for key in parked if key in keys])
                 if any((table, c) in HEAVY for c in TABLES[table].columns) and \
                         not self._existing(table, batch):
                     self._copy_new(table, batch)
@@ -378,12 +456,19 @@ class Pusher:
                     "SELECT %s, %s, * FROM unnest(%s::text[], %s::bytea[]) "
                     'ON CONFLICT (origin, "table", key) DO UPDATE SET digest = EXCLUDED.digest',
                     (self.origin, table, [r.key for r in batch], [r.digest for r in batch]))
-        except (psycopg.IntegrityError, psycopg.DataError) as error:
-            detail = error.diag.message_detail or ""
-            raise PushError(
-                f"PostgreSQL refused rows of {table}: {error.diag.message_primary}. {detail} "
-                "Nothing of this batch was written; resolve it in the store and push "
-                "again").with_traceback(None) from None
+        except REFUSALS as error:
+            if len(batch) > 1:
+                for half in (batch[:len(batch) // 2], batch[len(batch) // 2:]):
+                    self._flush(table, half, parked)
+                return
+            detail = f" {error.diag.message_detail}" if error.diag.message_detail else ""
+            self.report.refused.append(Refused(
+                table, batch[0].key, _label(table, batch[0]),
+                f"PostgreSQL refused it: {error.diag.message_primary or error}.{detail}"))
+            self.skipped[table].add(batch[0].key)
+            return
+        heavy = [i for i, c in enumerate(TABLES[table].columns) if (table, c) in HEAVY]
+        nbytes = sum(len(row[i]) for row in batch for i in heavy)
         self.report.sent[table] += len(batch)
         self.report.sent_bytes += nbytes
         self.progress(table, nbytes)
@@ -413,19 +498,22 @@ class Pusher:
         names = ", ".join(map(q, columns))
         updated = [c for c in columns if c not in spec.key]
         join = " AND ".join(f"e.{q(c)} = {_cast(table, c)}" for c in spec.key)
-        self.conn.execute(f"CREATE TEMP TABLE stage ({staged}) ON COMMIT DROP")
+        self.conn.execute(f'CREATE TEMP TABLE stage ({staged}, "#" bigint GENERATED ALWAYS '
+                          "AS IDENTITY) ON COMMIT DROP")
         for column in columns:
             if (table, column) in HEAVY:  # Arrow IPC bytes: no TOAST compression attempts
                 self.conn.execute(f"ALTER TABLE stage ALTER {q(column)} SET STORAGE EXTERNAL")
-        with self.conn.cursor().copy("COPY stage FROM STDIN (FORMAT BINARY)") as copy:
+        with self.conn.cursor().copy(f"COPY stage ({names}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types([_stage_type(table, c) for c in columns])
             for row in batch:
                 copy.write_row(row.values)
-        # rows already there first, so a name freed by one row can be taken by a new one
+        # rows already there first, so a name freed by one row can be taken by a new one;
+        # then in the order given (renames.py)
         self.conn.execute(
             f"INSERT INTO public.{spec.quoted} AS x ({names}) "
             f"SELECT {', '.join(_cast(table, c) for c in columns)} FROM stage s "
-            f"ORDER BY NOT EXISTS (SELECT 1 FROM public.{spec.quoted} e WHERE {join}) "
+            f"ORDER BY NOT EXISTS (SELECT 1 FROM public.{spec.quoted} e WHERE {join}), "
+            's."#" '
             f"ON CONFLICT ({', '.join(map(q, spec.key))}) DO UPDATE SET "
             + ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in updated)
             + f" WHERE ({', '.join(f'x.{q(c)}' for c in updated)}) IS DISTINCT FROM "

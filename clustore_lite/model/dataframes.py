@@ -77,6 +77,7 @@ class Dataframes(Collection):
             stored = schema
         elif (target := conform.plan(stored, schema)) is not None:
             batches = (conform.cast_batch(target, batch) for batch in batches)
+        columns = v.to_sql(self.table, {"columns": stored.names})["columns"]  # checked first
         position, added_rows, added_bytes = self._last_position(frame["id"]), 0, 0
         stamp = v.now()
         compression = frame["compression"]
@@ -120,7 +121,7 @@ class Dataframes(Collection):
             "UPDATE dataframe SET arrowSchema = ?, dim = ?, columns = ?, rows = rows + ?, "
             "size = size + ?, updatedAt = ? WHERE id = ?",
             (codec.schema_bytes(stored), len(stored.names),
-             v.to_sql(self.table, {"columns": stored.names})["columns"],
+             columns,
              added_rows, added_bytes, v.now(), frame["id"]))
 
     def _last_position(self, id: str) -> int:
