@@ -13,8 +13,8 @@ MAX_LINES = 600
 LAYERS = [
     ["errors", "catalog"],
     ["values", "arrow.ipc_size", "arrow.codec", "arrow.files"],
-    ["db.event_sql", "db.recipients_sql", "db.migrations", "db.connection", "db.maintenance",
-     "db.sqlite_errors"],
+    ["db.event_sql", "db.recipients_sql", "db.migrations", "db.sqlite_errors", "db.opening",
+     "db.connection", "db.maintenance"],
     ["query"],
     ["access.destinations", "access.roles", "access.audience"],
     ["model.base", "model.entities", "model.work", "model.dataframes", "model.eventlog"],

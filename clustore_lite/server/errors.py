@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..access.http import AuthError
-from ..db.sqlite_errors import CORRUPTION, translated
+from ..db.sqlite_errors import KNOWN, translated
 from ..errors import ClustoreError, NotFound, PermissionDenied
 
 STATUS = {NotFound: 404, PermissionDenied: 403, AuthError: 401}
@@ -35,7 +35,8 @@ def graphql_error_response(status: int, code: str, message: str) -> JSONResponse
 
 
 def sqlite_error_response(request: Request, error: apsw.Error) -> JSONResponse:
-    """A damaged file is answered as such (GraphQL's shape on /v1/graphql), never as a 500."""
+    """A damaged, full or read-only file is answered as such (GraphQL's shape on
+    /v1/graphql), never as a 500."""
     ours = translated(error)
     logging.getLogger("clustore_lite.server").error("%s %s: %s", request.method,
                                                     request.url.path, error)
@@ -44,4 +45,4 @@ def sqlite_error_response(request: Request, error: apsw.Error) -> JSONResponse:
     return error_response(409, ours.code, str(ours))
 
 
-EXCEPTION_HANDLERS = {cls: sqlite_error_response for cls in CORRUPTION}
+EXCEPTION_HANDLERS = {cls: sqlite_error_response for cls in KNOWN}
