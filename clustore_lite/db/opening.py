@@ -26,6 +26,7 @@ APPLICATION_ID = 0x636C7374  # "clst" in the file header (offset 68)
 # tables that every store has had since schema version 1: how unmarked stores are known
 STORE_TABLES = {"user", "access", "organization", "dataframe", "chunk", "dataset"}
 SIDE_FILES = ("-wal", "-shm")
+RECOVERY_BUSY_MS = 30_000
 
 
 def check_kind(conn: apsw.Connection, path: str, initialise: bool = False) -> bool:
@@ -79,11 +80,40 @@ def _read_only_mount(folder: str) -> bool:
 
 
 def readonly_connection(path: str) -> apsw.Connection:
-    """A connection that can only read `path` (see the module's docstring)."""
+    """A connection that can only read `path` (see the module's docstring). A file
+    left by a crash (a hot rollback journal) must be repaired before anyone reads it,
+    which needs a write: done by a plain connection first, as any opener of the file
+    would (it puts back the last committed state), then read-only again."""
+    try:
+        return _probed(_readonly(path))
+    except apsw.ReadOnlyError:
+        if not writable(path):
+            raise
+    recover = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
+    try:
+        recover.set_busy_timeout(RECOVERY_BUSY_MS)
+        recover.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+    finally:
+        recover.close()
+    return _probed(_readonly(path))
+
+
+def _readonly(path: str) -> apsw.Connection:
     flags = apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
     if _needs_immutable(path):
         return apsw.Connection(f"file:{_quoted(path)}?immutable=1", flags=flags)
     return apsw.Connection(f"file:{_quoted(path)}?mode=ro", flags=flags)
+
+
+def _probed(conn: apsw.Connection) -> apsw.Connection:
+    """Read the schema now, so that a file needing repair fails here."""
+    try:
+        conn.set_busy_timeout(RECOVERY_BUSY_MS)
+        conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _needs_immutable(path: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 
 import apsw
 
@@ -20,6 +21,7 @@ CORRUPTION = (apsw.CorruptError, apsw.NotADBError)
 # every SQLite error that translated() turns into a store error whatever its message
 KNOWN = (*CORRUPTION, apsw.FullError, apsw.ReadOnlyError, apsw.CantOpenError,
          apsw.IOError, apsw.TooBigError)
+LOW_SPACE = 1 << 20  # an I/O error with less free space than this is taken for a full disk
 # SQLite's limits a statement can pass (prepare-time errors), by the start of SQLite's message
 SQLITE_LIMITS = ("Expression tree is too large", "too many SQL variables",
                  "LIKE or GLOB pattern too complex", "parser stack overflow",
@@ -69,6 +71,8 @@ def _cannot_open(error, path, where) -> ClustoreError:
 
 
 def _io(error, path, where) -> ClustoreError:
+    if path and _disk_free(path) < LOW_SPACE:  # a write past a full disk (the -shm file's
+        return _full(error, path, where)       # mapping, a truncate) comes back as I/O
     return StoreIOError(f"the disk reported an I/O error on {where} ({error}); the change "
                         "was undone. Check the disk (dmesg), then run `clustore-lite check`")
 
@@ -76,6 +80,13 @@ def _io(error, path, where) -> ClustoreError:
 def _too_big(error, path, where) -> ClustoreError:
     return TooBig("a value is over SQLite's limit of 1 GB for one value (a chunk, a "
                   "string): import with a smaller --chunk-rows (chunk_rows=...)")
+
+
+def _disk_free(path: str) -> int:
+    try:
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    except OSError:
+        return LOW_SPACE
 
 
 _BY_KIND = ((apsw.FullError, _full), (apsw.ReadOnlyError, _read_only),
