@@ -30,11 +30,10 @@ from typing import Callable
 
 import apsw
 
-from ..errors import (InvalidValue, NotAStore, StoreBusy, StoreReadOnly, StoreReplaced,
-                      StoreVersionError, TransactionError)
+from ..errors import InvalidValue, StoreBusy, StoreReadOnly, StoreReplaced, TransactionError
 from .migrations import LATEST, MIGRATIONS
-from .opening import (check_kind, mark, readonly_connection, side_files, temp_files_beside,
-                      tidy)
+from .opening import (check_kind, check_readable, mark, readonly_connection, refuse_unwritable,
+                      side_files, temp_files_beside, tidy)
 from .sqlite_errors import reported
 
 PAGE_SIZE = 65536
@@ -115,7 +114,7 @@ def _configure(conn: apsw.Connection, path: str, session: Session | None,
     conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
     conn.execute("PRAGMA journal_size_limit = 67108864")
     if readonly:
-        _check_readable(conn, path)
+        check_readable(conn, path)
     else:
         _initialise(conn, path, initialise)
     # after _initialise: SQLite turns a size in KiB into pages with the page size in
@@ -138,11 +137,7 @@ def create_private(path: str) -> None:
 
 
 def _initialise(conn: apsw.Connection, path: str, initialise: bool) -> None:
-    if conn.readonly("main"):
-        raise StoreReadOnly(
-            f"the store file {path} cannot be written (a read-only file, directory or "
-            "disk): open it read-only (clustore_lite.open(path, readonly=True), serve "
-            "--read-only), or make it writable")
+    refuse_unwritable(conn, path)
     unmarked = check_kind(conn, path, initialise)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version == LATEST and not unmarked:
@@ -164,19 +159,6 @@ def _initialise(conn: apsw.Connection, path: str, initialise: bool) -> None:
         if conn.in_transaction:  # else SQLite rolled back itself (disk full): keep its error
             conn.execute("ROLLBACK")
         raise
-
-
-def _check_readable(conn: apsw.Connection, path: str) -> None:
-    """A read-only connection reads only a store of this clustore-lite's schema: it
-    can neither create one nor upgrade an older one."""
-    if check_kind(conn, path) and _is_empty(conn):
-        raise NotAStore(f"{path} is empty, not a clustore-lite store yet: there is "
-                        "nothing to read")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version < LATEST:
-        raise StoreVersionError(
-            f"the store file {path} has schema version {version}, older than this "
-            f"clustore-lite's {LATEST}: open it once for writing to upgrade it, then read")
 
 
 def _is_empty(conn: apsw.Connection) -> bool:

@@ -54,6 +54,30 @@ def check_kind(conn: apsw.Connection, path: str, initialise: bool = False) -> bo
                     "store's tables beside its own")
 
 
+def check_readable(conn: apsw.Connection, path: str) -> None:
+    """A read-only connection reads only a store of this clustore-lite's schema: it
+    can neither create one nor upgrade an older one."""
+    empty = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] == 0
+    if check_kind(conn, path) and empty:
+        raise NotAStore(f"{path} is empty, not a clustore-lite store yet: there is "
+                        "nothing to read")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version < LATEST:
+        raise StoreVersionError(
+            f"the store file {path} has schema version {version}, older than this "
+            f"clustore-lite's {LATEST}: open it once for writing to upgrade it, then read")
+
+
+def refuse_unwritable(conn: apsw.Connection, path: str) -> None:
+    """SQLite opens a file it may not write read-only without a word; every write
+    would then fail. Say so at open instead."""
+    if conn.readonly("main"):
+        raise StoreReadOnly(
+            f"the store file {path} cannot be written (a read-only file, directory or "
+            "disk): open it read-only (clustore_lite.open(path, readonly=True), serve "
+            "--read-only), or make it writable")
+
+
 def mark(conn: apsw.Connection) -> None:
     """Mark the file as a store (a header write: call it inside a write transaction)."""
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
