@@ -171,8 +171,8 @@ def check(path: str | os.PathLike) -> CheckReport:
     try:
         conn = readonly_connection(str(path))  # never changes the file (issue 15)
         conn.set_busy_timeout(BUSY_TIMEOUT_MS)
-    except (apsw.Error, ClustoreError) as error:
-        report.problem(f"cannot open the file: {error}")
+    except (apsw.Error, ClustoreError) as error:  # read at open: not SQLite, damaged header
+        report.problem(f"the file cannot be read: {type(error).__name__}: {error}")
         return report
     try:
         conn.execute("BEGIN")

@@ -38,8 +38,9 @@ def translated(error: apsw.Error, path: str | None = None) -> ClustoreError | No
                          "SQLite file at all (or its first page is damaged); check the "
                          "file name and the order of the arguments")
     if isinstance(error, apsw.CorruptError):
-        return DataCorrupted(f"{where} is damaged ({error}); `clustore-lite check` "
-                             "tells what is damaged, restore a backup to repair it")
+        return DataCorrupted(f"the store file is damaged ({error}); `clustore-lite check "
+                             f"{path or 'FILE'}` tells what is damaged, restore a backup "
+                             "to repair it")
     for kind, make in _BY_KIND:
         if isinstance(error, kind):
             return make(error, path, where)

@@ -45,4 +45,15 @@ def sqlite_error_response(request: Request, error: apsw.Error) -> JSONResponse:
     return error_response(409, ours.code, str(ours))
 
 
-EXCEPTION_HANDLERS = {cls: sqlite_error_response for cls in KNOWN}
+def store_exception_response(request: Request, error: ClustoreError) -> JSONResponse:
+    """The store's error (SQLite's, translated below the route: a damaged file found
+    while authenticating) that escaped a route, answered like sqlite_error_response."""
+    logging.getLogger("clustore_lite.server").error("%s %s: %s", request.method,
+                                                    request.url.path, error)
+    if request.url.path.startswith("/v1/graphql"):
+        return graphql_error_response(400, error.code, str(error))
+    return error_response(getattr(error, "status", None) or 409, error.code, str(error))
+
+
+EXCEPTION_HANDLERS = {**{cls: sqlite_error_response for cls in KNOWN},
+                      ClustoreError: store_exception_response}
