@@ -43,21 +43,16 @@ def graphql_error_response(code: str, message: str, status: int = 200) -> JSONRe
 def sqlite_error_response(request: Request, error: apsw.Error) -> JSONResponse:
     """A damaged, full or read-only file is answered as such (GraphQL's shape on
     /v1/graphql), never as a 500."""
-    ours = translated(error)
-    logging.getLogger("clustore_lite.server").error("%s %s: %s", request.method,
-                                                    request.url.path, error)
-    if request.url.path.startswith("/v1/graphql"):
-        return graphql_error_response(ours.code, str(ours))
-    return error_response(409, ours.code, str(ours))
+    return store_exception_response(request, translated(error))
 
 
 def store_exception_response(request: Request, error: ClustoreError) -> JSONResponse:
-    """The store's error (SQLite's, translated below the route: a damaged file found
-    while authenticating) that escaped a route, answered like sqlite_error_response."""
+    """The store's error that escaped a route (a damaged file found while
+    authenticating, say), with its code."""
     logging.getLogger("clustore_lite.server").error("%s %s: %s", request.method,
                                                     request.url.path, error)
     if request.url.path.startswith("/v1/graphql"):
-        return graphql_error_response(400, error.code, str(error))
+        return graphql_error_response(error.code, str(error))
     return error_response(getattr(error, "status", None) or 409, error.code, str(error))
 
 
