@@ -10,6 +10,7 @@ import socket
 import sys
 import threading
 
+import apsw
 import click
 
 from . import cli_admin, cli_data
@@ -17,20 +18,34 @@ from . import demo as demo_data
 from .access import destinations
 from .catalog import DATA_MODEL
 from .db import maintenance
+from .db.opening import writable
+from .db.sqlite_errors import translated
 from .errors import ClustoreError
 from .model import eventlog
 from .store import Store
 
 
 class Command(click.Group):
-    """Store errors become one clear line and exit code 1, not a traceback."""
+    """Store errors, SQLite's and the system's (a full disk writing an export) become
+    one clear line and exit code 1, not a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except ClustoreError as error:
-            click.echo(f"error: {error}", err=True)
+        except (ClustoreError, apsw.Error, OSError) as error:
+            click.echo(f"error: {one_line(error)}", err=True)
             sys.exit(1)
+
+
+def one_line(error: BaseException) -> str:
+    """What the user is told of an error that ends a command."""
+    if isinstance(error, apsw.Error):
+        ours = translated(error)
+        return str(ours) if ours is not None else f"SQLite: {error}"
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        return f"{error.strerror}{where}"
+    return str(error)
 
 
 @click.group(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,6 +110,9 @@ def _listed(ctx, param, values) -> list[str]:
 @click.option("--max-retries", default=None, type=click.IntRange(min=0),
               envvar="CLUSTORE_MAX_RETRIES", show_envvar=True,
               help="Retries of a webhook delivery before it is dead.")
+@click.option("--read-only", "read_only", is_flag=True, envvar="CLUSTORE_READ_ONLY", show_envvar=True,
+              help="Only read DB: mutations are refused (code read-only), no event is "
+                   "delivered. Chosen by itself when DB cannot be written.")
 @click.option("--log-level", default="warning", show_default=True, envvar="CLUSTORE_LOG_LEVEL", show_envvar=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               help="What the server logs.")
@@ -103,7 +121,7 @@ def _listed(ctx, param, values) -> list[str]:
 @WEBHOOK_ALLOW
 def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, max_decoded_mb,
           allowed_hosts, cors_origins, no_deliver, max_retries, log_level, access_log,
-          webhook_allow):
+          webhook_allow, read_only):
     """Serve DB (created if missing) as Clustore's GraphQL API on http://HOST:PORT.
     Every option can also be set by its CLUSTORE_* environment variable."""
     import uvicorn
@@ -116,6 +134,11 @@ def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, max_decod
         raise click.UsageError(f"serving {host} without an admin secret would make everyone "
                                "store admin: set --admin-secret or CLUSTORE_ADMIN_SECRET")
     sock = _listen(host, port)  # before the store file is made: a taken port changes nothing
+    if not read_only and os.path.exists(db) and not writable(db):
+        read_only = True
+        click.echo(f"note: {db} cannot be written (read-only file, directory or disk): "
+                   "serving it read-only, mutations are refused and no event is delivered; "
+                   "restart the server once it is writable", err=True)
     if demo:
         with Store(db) as store:
             demo_data.fill(store)
@@ -124,10 +147,11 @@ def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, max_decod
                      allowed_hosts=allowed_hosts, cors_origins=cors_origins,
                      deliver=not no_deliver,
                      delivery_options={} if max_retries is None else {"max_retries": max_retries},
-                     webhook_allow=webhook_allow)
+                     webhook_allow=webhook_allow, readonly=read_only)
     address, real_port = sock.getsockname()[:2]
     shown = f"[{address}]" if ":" in address else address
-    click.echo(f"serving {db} on http://{shown}:{real_port}/v1/graphql", err=True)
+    mode = " read-only" if read_only else ""
+    click.echo(f"serving {db}{mode} on http://{shown}:{real_port}/v1/graphql", err=True)
     if access_log and log_level in ("critical", "error", "warning"):
         log_level = "info"  # uvicorn logs each request at info level
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=access_log,
@@ -167,7 +191,7 @@ def _is_loopback(host: str) -> bool:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(db, as_json):
     """What the store file holds."""
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:
         report = describe(store)
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -253,7 +277,7 @@ def deliver(db, once, max_retries, timeout, backoff, backoff_max, concurrency, v
 @click.option("--redeliver-dead", is_flag=True, help="Make every dead delivery pending again.")
 def events(db, status, table, limit, as_json, redeliver, redeliver_dead):
     """The event log, oldest first, with each event's failing deliveries."""
-    with Store(db) as store:
+    with Store(db, readonly=not (redeliver or redeliver_dead)) as store:
         if redeliver_dead:
             count = store.events.redeliver_dead()
             click.echo(f"{count} dead deliver{'y' if count == 1 else 'ies'} pending again")

@@ -23,7 +23,7 @@ AS_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable
 @AS_JSON
 def ls(db, organization, as_json):
     """List the organizations, or the datasets of ORGANIZATION (a name or id)."""
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:
         rows = _datasets(store, organization) if organization else _organizations(store)
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -254,7 +254,7 @@ def export(db, dataset, file, fmt):
     """Write DATASET (ORGANIZATION/NAME, or an id) to FILE (CSV, TSV, Parquet or Arrow
     IPC), chunk by chunk."""
     kind = files.guess_format(file, fmt)
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:
         found = dataset_named(store, dataset)
         schema = store.dataframes.schema(found["dataframeId"])
         if schema is None:

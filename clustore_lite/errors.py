@@ -84,3 +84,40 @@ class TransactionError(ClustoreError):
 def a(word: str) -> str:
     """'a team', 'an organization': for messages."""
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
+class NotAStore(ClustoreError):
+    """The file is not a clustore-lite store (not SQLite at all, or another program's
+    SQLite file): refused rather than turned into a store or read as one."""
+
+    code = "not-a-store"
+
+
+class StoreFull(ClustoreError):
+    """The disk (or SQLite's temporary space) has no room left: the write was undone."""
+
+    code = "disk-full"
+
+
+class StoreReadOnly(ClustoreError):
+    """The store cannot be written: opened read-only, or its file, directory or mount
+    is read-only."""
+
+    code = "read-only"
+    status = 409
+
+
+class CannotOpen(ClustoreError):
+    """SQLite cannot open or create the file (no such directory, no permission)."""
+
+    code = "cannot-open"
+
+
+class StoreIOError(ClustoreError):
+    """The operating system reported an I/O error reading or writing the file."""
+
+    code = "io-error"
+
+
+class TooBig(InvalidValue):
+    """One value (a chunk, a string) is over SQLite's limit of 1 GB per value."""

@@ -50,13 +50,22 @@ class Store:
     event_deliveries: EventDeliveries
 
     def __init__(self, path: str | os.PathLike,
-                 webhook_allow: str | list[str] | WebhookPolicy | None = None):
+                 webhook_allow: str | list[str] | WebhookPolicy | None = None,
+                 readonly: bool = False, initialise: bool = False):
         """`webhook_allow`: webhook destinations callers other than the store admin
-        may write besides public addresses (see access/destinations.py)."""
+        may write besides public addresses (see access/destinations.py). `readonly`:
+        only read (nothing in the file changes; writes raise StoreReadOnly).
+        `initialise`: add a store's tables to another program's SQLite file (refused
+        otherwise, with NotAStore)."""
         self.path = os.fspath(path)
         self.webhooks = WebhookPolicy.parse(webhook_allow)
-        self.db = Database(self.path)
+        self.db = Database(self.path, readonly=readonly, initialise=initialise)
         self._collections()
+
+    @property
+    def readonly(self) -> bool:
+        """True when the store was opened only to read."""
+        return self.db.readonly
 
     def _collections(self) -> None:
         for table, cls in COLLECTIONS.items():
@@ -169,6 +178,8 @@ class CallerStore(Store):
 
 
 def open(path: str | os.PathLike,  # noqa: A001 - mirrors sqlite3.connect/open
-         webhook_allow: str | list[str] | WebhookPolicy | None = None) -> Store:
-    """Open (creating or upgrading) a store file; `webhook_allow` as for Store."""
-    return Store(path, webhook_allow)
+         webhook_allow: str | list[str] | WebhookPolicy | None = None,
+         readonly: bool = False, initialise: bool = False) -> Store:
+    """Open (creating or upgrading) a store file, or only read it (`readonly=True`);
+    `webhook_allow` and `initialise` as for Store."""
+    return Store(path, webhook_allow, readonly=readonly, initialise=initialise)

@@ -13,8 +13,8 @@ MAX_LINES = 600
 LAYERS = [
     ["errors", "catalog"],
     ["values", "arrow.ipc_size", "arrow.codec", "arrow.conform", "arrow.delimited", "arrow.files"],
-    ["db.event_sql", "db.recipients_sql", "db.migrations", "db.statistics", "db.connection",
-     "db.maintenance", "db.sqlite_errors"],
+    ["db.event_sql", "db.recipients_sql", "db.migrations", "db.statistics", "db.sqlite_errors",
+     "db.opening", "db.connection", "db.maintenance"],
     ["aggregation", "query"],
     ["access.destinations", "access.roles", "access.audience"],
     ["model.operators", "model.base", "model.entities", "model.work", "model.dataframes", "model.eventlog"],

@@ -30,9 +30,13 @@ from typing import Callable
 
 import apsw
 
-from ..errors import InvalidValue, StoreBusy, StoreReplaced, StoreVersionError, TransactionError
+from ..errors import (InvalidValue, StoreBusy, StoreReadOnly, StoreReplaced, StoreVersionError,
+                      TransactionError)
 from . import statistics
 from .migrations import LATEST, MIGRATIONS
+from .opening import (check_kind, check_readable, mark, readonly_connection, refuse_unwritable,
+                      side_files, temp_files_beside, tidy)
+from .sqlite_errors import reported
 
 PAGE_SIZE = 65536
 BULK_BYTES = 16 << 20  # smaller writes are not worth a journal switch
@@ -78,12 +82,29 @@ def check_session(variables: dict) -> dict:
 
 
 def connect(path: str, session: Session | None = None,
-            functions: dict[str, tuple[Callable, int]] | None = None) -> apsw.Connection:
-    """Open one connection with the store's pragmas; creates and upgrades the file.
-    `session` is what this connection's `clustore_session()` answers (admin if None);
-    `functions` adds SQL functions (name -> (function, number of arguments))."""
-    create_private(os.fspath(path))
-    conn = apsw.Connection(os.fspath(path))
+            functions: dict[str, tuple[Callable, int]] | None = None,
+            readonly: bool = False, initialise: bool = False) -> apsw.Connection:
+    """Open one connection with the store's pragmas; creates and upgrades the file
+    (unless `readonly`: then it only reads, see opening.py). A SQLite file of another
+    program is refused unless `initialise`. `session` is what this connection's
+    `clustore_session()` answers (admin if None); `functions` adds SQL functions
+    (name -> (function, number of arguments)). SQLite's errors become the store's."""
+    path = os.fspath(path)
+    temp_files_beside(path)
+    with reported(path):
+        if not readonly:
+            create_private(path)
+        conn = readonly_connection(path) if readonly else apsw.Connection(path)
+        try:
+            _configure(conn, path, session, functions, readonly, initialise)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+def _configure(conn: apsw.Connection, path: str, session: Session | None,
+               functions: dict | None, readonly: bool, initialise: bool) -> None:
     for name, (function, arity) in (functions or {}).items():
         conn.create_scalar_function(name, function, arity, deterministic=True)
     statistics.register(conn)  # stddev and variance, which SQLite lacks
@@ -95,12 +116,14 @@ def connect(path: str, session: Session | None = None,
     conn.execute("PRAGMA case_sensitive_like = ON")  # _like is case-sensitive, _ilike is not
     conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
     conn.execute("PRAGMA journal_size_limit = 67108864")
-    _initialise(conn)
+    if readonly:
+        check_readable(conn, path)
+    else:
+        _initialise(conn, path, initialise)
     # after _initialise: SQLite turns a size in KiB into pages with the page size in
     # force, and a new file only gets its 64 KiB pages there (else 16x the memory)
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
 
 
 def create_private(path: str) -> None:
@@ -116,14 +139,11 @@ def create_private(path: str) -> None:
         pass  # it exists, or SQLite will say why it cannot be opened (no such directory, ...)
 
 
-def _initialise(conn: apsw.Connection) -> None:
+def _initialise(conn: apsw.Connection, path: str, initialise: bool) -> None:
+    refuse_unwritable(conn, path)
+    unmarked = check_kind(conn, path, initialise)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > LATEST:
-        raise StoreVersionError(
-            f"this store file has schema version {version}, but this clustore-lite only "
-            f"knows versions up to {LATEST}: upgrade clustore-lite to open it"
-        )
-    if version == LATEST:
+    if version == LATEST and not unmarked:
         ensure_wal(conn)
         return
     if version == 0 and _is_empty(conn):
@@ -136,9 +156,11 @@ def _initialise(conn: apsw.Connection) -> None:
         for number in range(version, LATEST):
             conn.execute(MIGRATIONS[number])
             conn.execute(f"PRAGMA user_version = {number + 1}")
+        mark(conn)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # else SQLite rolled back itself (disk full): keep its error
+            conn.execute("ROLLBACK")
         raise
 
 
@@ -264,10 +286,17 @@ class Database:
 
     Each thread's connection also has a session (Hasura session variables, admin by
     default) that the events of its writes record: set it with `db.session = {...}`
-    or, for a block, `with db.as_session("user", user_id): ...`."""
+    or, for a block, `with db.as_session("user", user_id): ...`.
 
-    def __init__(self, path: str):
+    `readonly`: every connection only reads (writes raise StoreReadOnly), and the
+    -wal/-shm files the reads made are removed on close when nobody else uses them.
+    `initialise`: add a store's tables to a SQLite file of another program."""
+
+    def __init__(self, path: str, readonly: bool = False, initialise: bool = False):
         self.path = os.fspath(path)
+        self.readonly = readonly
+        self._initialise = initialise
+        self._side_files = side_files(self.path) if readonly else None
         self._local = threading.local()
         self._all: list[apsw.Connection] = []
         self._lock = threading.Lock()
@@ -284,7 +313,8 @@ class Database:
             self.check_same_file()  # else a new connection opens another file, or creates one
             self._local.session = Session()
             functions = dict(self._functions)
-            conn = connect(self.path, self._local.session, functions)
+            conn = connect(self.path, self._local.session, functions, self.readonly,
+                           self._initialise)
             self._local.conn = conn
             self._local.functions = set(functions)
             self._local.depth = 0
@@ -337,7 +367,7 @@ class Database:
         reads that go on across threads (a streamed HTTP answer is read piece by
         piece, each piece in any thread of a pool) and must see one state of the file."""
         self.check_same_file()
-        conn = connect(self.path)
+        conn = connect(self.path, readonly=self.readonly)
         try:
             conn.execute("BEGIN")
             yield conn
@@ -357,20 +387,34 @@ class Database:
                     # holds the last reference, and the connection closes when it is freed
             self._all.clear()
         self._local = threading.local()
+        if self._side_files is not None:
+            tidy(self.path, self._side_files)
 
     def execute(self, sql: str, params=()) -> apsw.Cursor:
-        return self.conn.execute(sql, params)
+        with reported(self.path):
+            return self.conn.execute(sql, params)
 
     def query(self, sql: str, params=()) -> list[dict]:
-        cursor = self.conn.execute(sql, params)
-        try:
-            names = [d[0] for d in cursor.get_description()]
-        except apsw.ExecutionCompleteError:
-            return []
-        return [dict(zip(names, row)) for row in cursor]
+        with reported(self.path):
+            cursor = self.conn.execute(sql, params)
+            try:
+                names = [d[0] for d in cursor.get_description()]
+            except apsw.ExecutionCompleteError:
+                return []
+            return [dict(zip(names, row)) for row in cursor]
 
     @contextlib.contextmanager
     def transaction(self, write: bool = True):
+        """A transaction (outermost) or a savepoint (nested). SQLite's errors inside
+        become the store's (a full disk: StoreFull, ...)."""
+        with reported(self.path), self._transaction(write) as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _transaction(self, write: bool):
+        if write and self.readonly:
+            raise StoreReadOnly(f"the store {self.path} was opened read-only: writes are "
+                                "refused; open it without readonly=True to change it")
         conn = self.conn
         depth = self._local.depth
         if depth == 0:
@@ -388,16 +432,26 @@ class Database:
             yield conn
         except BaseException:
             self._local.depth = depth
-            if depth == 0:
-                conn.execute("ROLLBACK")
-            else:
-                conn.execute(f"ROLLBACK TO s{depth}; RELEASE s{depth}")
+            self._undo(conn, depth)
             raise
         self._local.depth = depth
+        try:
+            conn.execute("COMMIT" if depth == 0 else f"RELEASE s{depth}")
+        except BaseException:
+            self._undo(conn, depth)
+            raise
+
+    @staticmethod
+    def _undo(conn: apsw.Connection, depth: int) -> None:
+        """Roll back what a failed block wrote. When SQLite already rolled the whole
+        transaction back itself (a full disk, an I/O error), there is nothing left to
+        undo: a ROLLBACK then would fail and replace the real error."""
+        if not conn.in_transaction:
+            return
         if depth == 0:
-            conn.execute("COMMIT")
+            conn.execute("ROLLBACK")
         else:
-            conn.execute(f"RELEASE s{depth}")
+            conn.execute(f"ROLLBACK TO s{depth}; RELEASE s{depth}")
 
     def _begin(self, conn: apsw.Connection, write: bool) -> None:
         try:
@@ -463,7 +517,8 @@ class Database:
         the process's RSS (an import of 42 MB chunks peaked at 288 MB with the map,
         240 MB without, at the same speed)."""
         conn = self.conn
-        large = (size is None or size >= BULK_BYTES) and not self.in_transaction
+        large = (size is None or size >= BULK_BYTES) and not self.in_transaction \
+            and not self.readonly
         switched = False
         if large:
             conn.execute("PRAGMA mmap_size = 0")

@@ -23,9 +23,11 @@ from pathlib import Path
 import apsw
 
 from ..arrow import codec
-from ..errors import ClustoreError, InvalidValue, NotFound
+from ..errors import ClustoreError, DataCorrupted, InvalidValue, NotAStore, NotFound, StoreFull
 from .migrations import LATEST
 from .connection import BUSY_TIMEOUT_MS, create_private, ensure_wal
+from .opening import readonly_connection, side_files, tidy
+from .sqlite_errors import translated
 
 PAGES_PER_STEP = 64  # 4 MiB of 64 KiB pages
 PAUSE_SECONDS = 0.005
@@ -77,13 +79,25 @@ def backup(source: str | os.PathLike, dest: str | os.PathLike, overwrite: bool =
         src.execute("COMMIT")
     except apsw.Error as error:
         partial.unlink(missing_ok=True)
-        raise ClustoreError(f"backup of {source} failed: {error}") from None
+        raise _backup_error(source, dest, error) from None
     finally:
         src.close()
     _fsync(partial)
     os.replace(partial, dest)
     _fsync(dest.parent)
     return BackupResult(str(dest), pages, dest.stat().st_size, time.monotonic() - started)
+
+
+def _backup_error(source: Path, dest: Path, error: apsw.Error) -> ClustoreError:
+    """The real cause, told from the error's kind: SQLite's backup reports a failed
+    write of the copy with the message "not an error" (a full disk included)."""
+    if isinstance(error, apsw.FullError):
+        return StoreFull(f"backup of {source} failed: the disk holding {dest} is full; "
+                         "free space there, or back up to another disk")
+    ours = translated(error, str(dest))
+    if ours is not None and not isinstance(ours, (NotAStore, DataCorrupted)):
+        return type(ours)(f"backup of {source} failed: {ours}")
+    return ClustoreError(f"backup of {source} to {dest} failed: {error}")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -153,13 +167,14 @@ def check(path: str | os.PathLike) -> CheckReport:
     if not path.is_file():
         report.problem(f"no file at {path}")
         return report
+    before = side_files(str(path))
     try:
-        conn = _open(path)
-    except apsw.Error as error:
-        report.problem(f"cannot open the file: {error}")
+        conn = readonly_connection(str(path))  # never changes the file (issue 15)
+        conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+    except (apsw.Error, ClustoreError) as error:  # read at open: not SQLite, damaged header
+        report.problem(f"the file cannot be read: {type(error).__name__}: {error}")
         return report
     try:
-        ensure_wal(conn)
         conn.execute("BEGIN")
         _check_version(conn, report)
         if report.ok:
@@ -170,6 +185,7 @@ def check(path: str | os.PathLike) -> CheckReport:
         report.problem(f"the file cannot be read: {type(error).__name__}: {error}")
     finally:
         conn.close()
+        tidy(str(path), before)
     return report
 
 

@@ -49,14 +49,17 @@ class Server:
                  admin_secret: str | None = None, jwt_secret: str | None = None,
                  deliver: bool = True, delivery_options: dict | None = None,
                  webhook_allow=None, max_decoded_bytes: int = MAX_DECODED_BYTES,
-                 allowed_hosts: list[str] = (), cors_origins: list[str] = ()):
-        self.store = Store(path, webhook_allow=webhook_allow)
+                 allowed_hosts: list[str] = (), cors_origins: list[str] = (),
+                 readonly: bool = False):
+        """`readonly`: serve queries and subscriptions only; mutations answer the
+        error code read-only and no event is delivered (nothing can queue one)."""
+        self.store = Store(path, webhook_allow=webhook_allow, readonly=readonly)
         self.auth = Authenticator.from_environment(self.store, admin_secret, jwt_secret)
         self.changes = Changes()
         self.workers = atomic.Workers()  # the threads of mutations' transactions
         self.bodies = Bodies(max_body_bytes)
         self.max_decoded_bytes = max_decoded_bytes
-        self.deliver = deliver
+        self.deliver = deliver and not readonly
         self.delivery_options = delivery_options or {}
         self.schema = schema = build_schema()
         self.documents = Documents(schema, [limits_rule()])
@@ -158,7 +161,7 @@ class Server:
     async def _watch(self, deliverer=None) -> None:
         """Bump `changes` whenever any connection, in any process, commits (and wake
         the delivery worker: a commit may have queued events)."""
-        conn = connect(self.store.path)
+        conn = connect(self.store.path, readonly=self.store.readonly)
         try:
             last = conn.execute("PRAGMA data_version").fetchone()[0]
             while True:

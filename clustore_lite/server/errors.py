@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..access.http import AuthError
-from ..db.sqlite_errors import CORRUPTION, translated
+from ..db.sqlite_errors import KNOWN, translated
 from ..errors import ClustoreError, NotFound, PermissionDenied
 
 STATUS = {NotFound: 404, PermissionDenied: 403, AuthError: 401}
@@ -41,13 +41,20 @@ def graphql_error_response(code: str, message: str, status: int = 200) -> JSONRe
 
 
 def sqlite_error_response(request: Request, error: apsw.Error) -> JSONResponse:
-    """A damaged file is answered as such (GraphQL's shape on /v1/graphql), never as a 500."""
-    ours = translated(error)
+    """A damaged, full or read-only file is answered as such (GraphQL's shape on
+    /v1/graphql), never as a 500."""
+    return store_exception_response(request, translated(error))
+
+
+def store_exception_response(request: Request, error: ClustoreError) -> JSONResponse:
+    """The store's error that escaped a route (a damaged file found while
+    authenticating, say), with its code."""
     logging.getLogger("clustore_lite.server").error("%s %s: %s", request.method,
                                                     request.url.path, error)
     if request.url.path.startswith("/v1/graphql"):
-        return graphql_error_response(ours.code, str(ours))
-    return error_response(409, ours.code, str(ours))
+        return graphql_error_response(error.code, str(error))
+    return error_response(getattr(error, "status", None) or 409, error.code, str(error))
 
 
-EXCEPTION_HANDLERS = {cls: sqlite_error_response for cls in CORRUPTION}
+EXCEPTION_HANDLERS = {**{cls: sqlite_error_response for cls in KNOWN},
+                      ClustoreError: store_exception_response}
