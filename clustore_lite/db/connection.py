@@ -30,8 +30,7 @@ from typing import Callable
 
 import apsw
 
-from ..errors import (InvalidValue, StoreBusy, StoreReadOnly, StoreReplaced, StoreVersionError,
-                      TransactionError)
+from ..errors import InvalidValue, StoreBusy, StoreReadOnly, StoreReplaced, TransactionError
 from . import statistics
 from .migrations import LATEST, MIGRATIONS
 from .opening import (check_kind, check_readable, mark, readonly_connection, refuse_unwritable,
