@@ -9,7 +9,7 @@ from .access.destinations import WebhookPolicy
 from .access.roles import Caller
 from .access.rules import Rules
 from .catalog import TABLES, TOKEN_COLUMNS
-from .db import maintenance
+from .db import chunk_sums, maintenance
 from .db.connection import Database
 from .errors import PermissionDenied
 from .model.dataframes import Chunks, Dataframes
@@ -50,12 +50,15 @@ class Store:
     event_deliveries: EventDeliveries
 
     def __init__(self, path: str | os.PathLike,
-                 webhook_allow: str | list[str] | WebhookPolicy | None = None):
+                 webhook_allow: str | list[str] | WebhookPolicy | None = None,
+                 durability: str = "full"):
         """`webhook_allow`: webhook destinations callers other than the store admin
-        may write besides public addresses (see access/destinations.py)."""
+        may write besides public addresses (see access/destinations.py).
+        `durability`: "full" (a write returns once it is on disk) or "normal" (faster
+        small writes; a power cut may lose the last ones); see README "Reliability"."""
         self.path = os.fspath(path)
         self.webhooks = WebhookPolicy.parse(webhook_allow)
-        self.db = Database(self.path)
+        self.db = Database(self.path, durability)
         self._collections()
 
     def _collections(self) -> None:
@@ -123,6 +126,10 @@ class Store:
         """Verify the file (SQLite integrity, foreign keys, every chunk); `.ok`, `.text()`."""
         return maintenance.check(self.path)
 
+    def repair_checksums(self) -> chunk_sums.RepairResult:
+        """Add checksums to chunks written before they existed (those that validate)."""
+        return chunk_sums.repair(self.db)
+
     def close(self) -> None:
         self.db.close()
 
@@ -169,6 +176,8 @@ class CallerStore(Store):
 
 
 def open(path: str | os.PathLike,  # noqa: A001 - mirrors sqlite3.connect/open
-         webhook_allow: str | list[str] | WebhookPolicy | None = None) -> Store:
-    """Open (creating or upgrading) a store file; `webhook_allow` as for Store."""
-    return Store(path, webhook_allow)
+         webhook_allow: str | list[str] | WebhookPolicy | None = None,
+         durability: str = "full") -> Store:
+    """Open (creating or upgrading) a store file; `webhook_allow` and `durability` as
+    for Store."""
+    return Store(path, webhook_allow, durability)

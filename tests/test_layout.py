@@ -12,9 +12,9 @@ MAX_LINES = 600
 # Lowest first; a module may import its own layer and the layers below it.
 LAYERS = [
     ["errors", "catalog"],
-    ["values", "arrow.ipc_size", "arrow.codec", "arrow.files"],
+    ["values", "arrow.ipc_size", "arrow.checksum", "arrow.codec", "arrow.files"],
     ["db.event_sql", "db.recipients_sql", "db.migrations", "db.connection", "db.maintenance",
-     "db.sqlite_errors"],
+     "db.sqlite_errors", "db.chunk_sums", "db.vacuum"],
     ["query"],
     ["access.destinations", "access.roles", "access.audience"],
     ["model.base", "model.entities", "model.work", "model.dataframes", "model.eventlog"],

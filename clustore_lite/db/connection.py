@@ -1,12 +1,14 @@
 """The SQLite file: opening it with the settings chosen by measurement, upgrading
 its schema, and transactions.
 
-Settings (see benchmarks/ and README "Storage choices"):
-- WAL with synchronous=NORMAL, so readers never wait on a writer and a commit costs no
-  fsync (a crash of the process loses nothing committed; a power cut may lose the last
-  commits, never consistency). In the rollback journal NORMAL is not proof against a
-  power cut (SQLite's documentation), so bulk writes there use synchronous=FULL: one
-  more fsync per transaction, lost in the noise of large writes.
+Settings (see benchmarks/ and README "Storage choices", "Reliability and backups"):
+- WAL, so readers never wait on a writer, with synchronous=FULL by default: a commit
+  returns only after the WAL is fsync'ed, so an acknowledged write survives a power cut
+  (durability="normal" skips that fsync: a power cut may then lose the last commits,
+  never consistency; a process crash loses nothing either way). Bulk writes in the
+  rollback journal always use FULL (NORMAL is not proof against a power cut there).
+- The WAL is bounded in bytes, not pages (WAL_BYTES): SQLite's default checkpoint
+  threshold of 1,000 pages meant a 64 MB WAL with 64 KiB pages.
 - 64 KiB pages: chunk BLOBs are large; with 4 KiB pages WAL writes ran 2-3x slower.
 - Bulk writes (ingest, append) switch the file to a rollback journal when this process
   is the only one using it: measured 1.5-2x faster than WAL for large BLOBs, because
@@ -40,6 +42,9 @@ EMPTY_WAL_TIMEOUT_MS = 200  # a replaced file's WAL: how long to wait for reader
 CACHE_KIB = 16384  # page cache per connection; bounds memory during big transactions
 MMAP_BYTES = 1 << 30  # reads map the file (measured 4-6% less CPU than pread for chunks)
 WRITEBACK_BYTES = 16 << 20  # bulk writes: flush to disk in the background this often
+WAL_BYTES = 16 << 20  # checkpoint once the WAL holds this much; truncate it back to it
+# durability -> PRAGMA synchronous in WAL: "full" fsyncs the WAL at every commit
+DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 
 
 ADMIN_SESSION = {"x-hasura-role": "admin"}
@@ -76,11 +81,20 @@ def check_session(variables: dict) -> dict:
     return out
 
 
+def check_durability(durability: str) -> str:
+    if durability not in DURABILITY:
+        raise InvalidValue(f"durability must be {' or '.join(map(repr, DURABILITY))}, "
+                           f"not {durability!r}")
+    return durability
+
+
 def connect(path: str, session: Session | None = None,
-            functions: dict[str, tuple[Callable, int]] | None = None) -> apsw.Connection:
+            functions: dict[str, tuple[Callable, int]] | None = None,
+            durability: str = "full") -> apsw.Connection:
     """Open one connection with the store's pragmas; creates and upgrades the file.
     `session` is what this connection's `clustore_session()` answers (admin if None);
-    `functions` adds SQL functions (name -> (function, number of arguments))."""
+    `functions` adds SQL functions (name -> (function, number of arguments));
+    `durability` as in DURABILITY."""
     create_private(os.fspath(path))
     conn = apsw.Connection(os.fspath(path))
     for name, (function, arity) in (functions or {}).items():
@@ -92,13 +106,21 @@ def connect(path: str, session: Session | None = None,
     conn.execute("PRAGMA recursive_triggers = ON")
     conn.execute("PRAGMA case_sensitive_like = ON")  # _like is case-sensitive, _ilike is not
     conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-    conn.execute("PRAGMA journal_size_limit = 67108864")
     _initialise(conn)
     # after _initialise: SQLite turns a size in KiB into pages with the page size in
     # force, and a new file only gets its 64 KiB pages there (else 16x the memory)
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    bound_wal(conn)
+    conn.execute(f"PRAGMA synchronous = {DURABILITY[check_durability(durability)]}")
     return conn
+
+
+def bound_wal(conn: apsw.Connection, budget: int = WAL_BYTES) -> None:
+    """Checkpoint when the WAL holds `budget` bytes, whatever the page size, and cut it
+    back to that size after a checkpoint (it is reused, not shrunk, otherwise)."""
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.execute(f"PRAGMA wal_autocheckpoint = {max(1, budget // page_size)}")
+    conn.execute(f"PRAGMA journal_size_limit = {budget}")
 
 
 def create_private(path: str) -> None:
@@ -262,10 +284,14 @@ class Database:
 
     Each thread's connection also has a session (Hasura session variables, admin by
     default) that the events of its writes record: set it with `db.session = {...}`
-    or, for a block, `with db.as_session("user", user_id): ...`."""
+    or, for a block, `with db.as_session("user", user_id): ...`.
 
-    def __init__(self, path: str):
+    `durability="full"` (the default) answers a commit once it is on disk;
+    `"normal"` answers before the WAL's fsync (see DURABILITY)."""
+
+    def __init__(self, path: str, durability: str = "full"):
         self.path = os.fspath(path)
+        self.durability = check_durability(durability)
         self._local = threading.local()
         self._all: list[apsw.Connection] = []
         self._lock = threading.Lock()
@@ -282,7 +308,7 @@ class Database:
             self.check_same_file()  # else a new connection opens another file, or creates one
             self._local.session = Session()
             functions = dict(self._functions)
-            conn = connect(self.path, self._local.session, functions)
+            conn = connect(self.path, self._local.session, functions, self.durability)
             self._local.conn = conn
             self._local.functions = set(functions)
             self._local.depth = 0
@@ -481,11 +507,10 @@ class Database:
             if large:
                 conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
 
-    @staticmethod
-    def _restore_wal(conn: apsw.Connection) -> None:
+    def _restore_wal(self, conn: apsw.Connection) -> None:
         # never raise here: the write has committed (or the caller's error is on its
         # way). If another process keeps the lock, it switches the file back itself:
         # every connection puts the file in WAL when it opens.
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
         with contextlib.suppress(StoreBusy):
             ensure_wal(conn)

@@ -13,7 +13,7 @@ from typing import Any
 import apsw
 import pyarrow as pa
 
-from ..arrow import codec
+from ..arrow import checksum, codec
 from .. import values as v
 from ..errors import DataCorrupted, InvalidValue, NotFound
 from .base import Collection
@@ -88,16 +88,15 @@ class Dataframes(Collection):
                 # stream is written straight into it: binding bytes instead made four
                 # copies of every chunk (to Python bytes, SQLite's bound value, its
                 # record, its pages); this makes one (into the pages).
-                if compression is None:
-                    encoded, size = None, codec.stream_size(batch)
-                else:
-                    encoded = codec.encode_buffer(batch, compression)
-                    size = encoded.size
+                # The checksum is taken in the pass that sizes the stream (an UPDATE
+                # after the write would rewrite the whole row, BLOB included).
+                encoded, size, sum_ = _measured(batch, compression)
                 position += 1
                 conn.execute(
                     "INSERT INTO chunk (id, dataframeId, position, rows, size, createdAt, "
-                    "updatedAt, data) VALUES (?, ?, ?, ?, ?, ?, ?, zeroblob(?))",
-                    (v.new_id(), frame["id"], position, batch.num_rows, size, stamp, stamp, size))
+                    "updatedAt, checksum, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, zeroblob(?))",
+                    (v.new_id(), frame["id"], position, batch.num_rows, size, stamp, stamp,
+                     sum_, size))
                 rowid = conn.last_insert_rowid()
                 if blob is None:
                     blob = conn.blob_open("main", "chunk", "data", rowid, True)
@@ -158,14 +157,15 @@ class Dataframes(Collection):
         # to upgrade ("database is locked" when another connection had written), and
         # kept WAL checkpoints back. A BLOB handle reads straight into an Arrow buffer.
         listed = list(self.db.execute(
-            "SELECT rowid, position, id FROM chunk WHERE dataframeId = ? ORDER BY position", (id,)))
+            "SELECT rowid, position, id, checksum FROM chunk WHERE dataframeId = ? "
+            "ORDER BY position", (id,)))
         conn = self.db.conn
-        for rowid, position, chunk_id in listed:
+        for rowid, position, chunk_id, expected in listed:
             name = codec.chunk_name(id, position, chunk_id)
             data = _read_chunk(conn, rowid, name)
             if data is None:
                 raise NotFound(f"dataframe {id} was deleted while it was being read")
-            yield from codec.decode(data, name)
+            yield from _decoded(data, expected, name)
 
     def ipc_stream(self, id: str) -> Iterator[bytes]:
         """The dataframe as ONE Arrow IPC stream, in pieces (GET /v1/dataframes/{id}.arrow):
@@ -193,12 +193,13 @@ class Dataframes(Collection):
         """One chunk, by its id, as a pyarrow Table."""
         chunk = self.store.chunks.get(chunk_id)
         conn = self.db.conn
-        (rowid,) = conn.execute("SELECT rowid FROM chunk WHERE id = ?", (chunk_id,)).fetchone()
+        rowid, expected = conn.execute("SELECT rowid, checksum FROM chunk WHERE id = ?",
+                                       (chunk_id,)).fetchone()
         name = codec.chunk_name(chunk["dataframeId"], chunk["position"], chunk_id)
         data = _read_chunk(conn, rowid, name)
         if data is None:
             raise NotFound(f"chunk {chunk_id} was deleted while it was being read")
-        return pa.Table.from_batches(codec.decode(data, name))
+        return pa.Table.from_batches(_decoded(data, expected, name))
 
 
 def _ipc_pieces(db, frame_id: str, schema: pa.Schema | None,
@@ -209,13 +210,15 @@ def _ipc_pieces(db, frame_id: str, schema: pa.Schema | None,
             yield bytes(codec.schema_message(schema))
             sent_schema = True
         for chunk_id, position in chunks:
-            row = conn.execute("SELECT CAST(data AS BLOB) FROM chunk WHERE id = ?",
+            row = conn.execute("SELECT CAST(data AS BLOB), checksum FROM chunk WHERE id = ?",
                                (chunk_id,)).fetchone()
             if row is None:  # deleted since it was listed
                 continue
-            # sent undecoded, but a client's pyarrow would crash on broken offsets
-            # (with chunk checksums, to come, a matching checksum will do instead)
-            codec.decode(row[0], codec.chunk_name(frame_id, position, chunk_id))
+            # sent undecoded, but a client's pyarrow would crash on broken offsets: bytes
+            # that match their checksum are as written; others are decoded in full first
+            name = codec.chunk_name(frame_id, position, chunk_id)
+            if not checksum.verify(row[0], row[1], name):
+                codec.decode(row[0], name)
             head, messages = codec.stream_parts(row[0])
             if not sent_schema:
                 yield bytes(head)
@@ -223,6 +226,24 @@ def _ipc_pieces(db, frame_id: str, schema: pa.Schema | None,
             yield bytes(messages)
         if sent_schema:
             yield codec.END_OF_STREAM
+
+
+def _measured(batch: pa.RecordBatch, compression: str | None):
+    """(the encoded bytes or None, their size, their checksum) of one chunk: without
+    compression, IPC bytes are only counted and hashed here, and written later
+    straight into the BLOB."""
+    if compression is None:
+        sink = checksum.HashingSink()
+        codec.write_stream(sink, batch)
+        return None, sink.size, sink.checksum
+    encoded = codec.encode_buffer(batch, compression)
+    return encoded, encoded.size, checksum.of(encoded)
+
+
+def _decoded(data: pa.Buffer, expected: int | None, name: str) -> list[pa.RecordBatch]:
+    """The batches of a chunk's bytes, refused (DataCorrupted) unless they match their
+    checksum; a chunk from before checksums is validated in full instead."""
+    return codec.decode(data, name, checked=checksum.verify(data, expected, name))
 
 
 def _read_chunk(conn: apsw.Connection, rowid: int, name: str) -> pa.Buffer | None:

@@ -49,8 +49,9 @@ class Server:
                  admin_secret: str | None = None, jwt_secret: str | None = None,
                  deliver: bool = True, delivery_options: dict | None = None,
                  webhook_allow=None, max_decoded_bytes: int = MAX_DECODED_BYTES,
-                 allowed_hosts: list[str] = (), cors_origins: list[str] = ()):
-        self.store = Store(path, webhook_allow=webhook_allow)
+                 allowed_hosts: list[str] = (), cors_origins: list[str] = (),
+                 durability: str = "full"):
+        self.store = Store(path, webhook_allow=webhook_allow, durability=durability)
         self.auth = Authenticator.from_environment(self.store, admin_secret, jwt_secret)
         self.changes = Changes()
         self.workers = atomic.Workers()  # the threads of mutations' transactions
