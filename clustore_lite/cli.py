@@ -444,6 +444,16 @@ def backup(db, dest, force, pages_per_step):
                f"in {result.seconds:.2f} s")
 
 
+@main.command("vacuum")
+@click.argument("db", type=click.Path(exists=True, dir_okay=False))
+@click.option("--full", is_flag=True, help="Rebuild the whole file (also defragments it).")
+def vacuum_(db, full):
+    """Give the space of deleted rows back to the disk (incremental where the file
+    allows; a file from before incremental vacuums is rebuilt once)."""
+    with Store(db) as store:
+        click.echo(store.vacuum(full).text())
+
+
 @main.command("check")
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -10,6 +10,7 @@ from .access.roles import Caller
 from .access.rules import Rules
 from .catalog import TABLES, TOKEN_COLUMNS
 from .db import chunk_sums, maintenance
+from .db import vacuum as vacuuming
 from .db.connection import Database
 from .errors import PermissionDenied
 from .model.dataframes import Chunks, Dataframes
@@ -125,6 +126,12 @@ class Store:
     def check(self) -> maintenance.CheckReport:
         """Verify the file (SQLite integrity, foreign keys, every chunk); `.ok`, `.text()`."""
         return maintenance.check(self.path)
+
+    def vacuum(self, full: bool = False) -> vacuuming.VacuumResult:
+        """Give the space of deleted rows back to the disk: incrementally when the file
+        allows it; a file created before schema version 5 is rebuilt, once (README
+        "Reliability and backups")."""
+        return vacuuming.vacuum(self.db, full)
 
     def repair_checksums(self) -> chunk_sums.RepairResult:
         """Add checksums to chunks written before they existed (those that validate)."""

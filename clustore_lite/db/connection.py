@@ -148,6 +148,8 @@ def _initialise(conn: apsw.Connection) -> None:
         return
     if version == 0 and _is_empty(conn):
         conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        # only a file with no table yet can take it without a VACUUM (db/vacuum.py)
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     ensure_wal(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
