@@ -128,10 +128,9 @@ TABLES: dict[str, Table] = {
            hidden=frozenset({"arrowSchema"})),
         _t("chunk", "chunks",
            {"id": TEXT, "dataframeId": TEXT, "position": INT, "rows": INT, "size": INT,
-            "data": BLOB, "checksum": INT},
+            "data": BLOB},
            objects={"dataframe": ObjectRel("dataframe", "dataframeId")},
-           # checksum (migration 5): XXH3-64 of data, NULL for chunks of older files
-           default_order=("dataframeId", "position"), hidden=frozenset({"data", "checksum"})),
+           default_order=("dataframeId", "position"), hidden=frozenset({"data"})),
         _t("dataset", "datasets",
            {"id": TEXT, "name": TEXT, "organizationId": TEXT, "ownerId": TEXT,
             "dataframeId": TEXT, "accessId": TEXT},

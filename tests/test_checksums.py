@@ -107,7 +107,8 @@ def test_checksums_are_taken_as_chunks_are_written(tmp_path):
         plain = store.dataframes.create({"x": [1.0, 2.0], "s": ["a", None]}, chunk_rows=1)
         packed = store.dataframes.create({"x": [1.0, 2.0]}, compression="zstd")
         store.dataframes.append_ipc(plain.id, _ipc(pa.table({"x": [3.0], "s": ["c"]})))
-        rows = store.db.execute("SELECT data, checksum FROM chunk").fetchall()
+        rows = store.db.execute("SELECT data, checksum FROM chunk JOIN chunk_checksum "
+                                "ON chunkId = id").fetchall()
         assert len(rows) == 4
         assert all(total == checksum.of(data) for data, total in rows)
         assert store.dataframes.read(plain.id).num_rows == 3
@@ -122,13 +123,13 @@ def _ipc(table: pa.Table) -> bytes:
 
 
 def older_file(path) -> dict:
-    """A store as schema version 4 wrote it (no checksum column), with one healthy
+    """A store as schema version 4 wrote it (no checksums), with one healthy
     dataframe and one whose string offsets another tool broke."""
     with clustore_lite.open(path) as store:
         good = store.dataframes.create({"x": [0.5] * 10, "s": ["w"] * 10}, chunk_rows=5)
         bad = store.dataframes.create({"s": ["alpha", "beta"]})
     conn = apsw.Connection(str(path))
-    conn.execute("ALTER TABLE chunk DROP COLUMN checksum; PRAGMA user_version = 4")
+    conn.execute("DROP TABLE chunk_checksum; PRAGMA user_version = 4")
     (data,) = conn.execute("SELECT data FROM chunk WHERE dataframeId = ?", (bad.id,)).fetchone()
     batch = pa.ipc.open_stream(data).read_next_batch()
     start = batch.column("s").buffers()[1].address - pa.py_buffer(data).address
@@ -141,9 +142,8 @@ def older_file(path) -> dict:
 def test_older_files_keep_working_and_repair_adds_the_sums(tmp_path):
     db = tmp_path / "old.sqlite"
     ids = older_file(db)
-    with clustore_lite.open(db) as store:  # migration 5: the column, no sums yet
-        assert store.db.execute("SELECT count(*) FROM chunk WHERE checksum IS NULL"
-                                ).fetchone()[0] == 3
+    with clustore_lite.open(db) as store:  # migration 5: the table, no sums yet
+        assert store.db.execute("SELECT count(*) FROM chunk_checksum").fetchone()[0] == 0
         assert store.dataframes.read(ids["good"]).num_rows == 10  # validated in full
         with pytest.raises(clustore_lite.DataCorrupted, match="not valid Arrow IPC"):
             store.dataframes.read(ids["bad"])
@@ -156,8 +156,8 @@ def test_older_files_keep_working_and_repair_adds_the_sums(tmp_path):
     assert "checksums added to 2 chunk(s)" in out.stdout, out.stdout
     assert "1 chunk(s) left without one" in out.stdout and ids["bad"] in out.stdout
     with clustore_lite.open(db) as store:  # ... and it got no checksum to vouch for it
-        sums = dict(store.db.execute("SELECT dataframeId, count(checksum) FROM chunk "
-                                     "GROUP BY dataframeId"))
+        sums = dict(store.db.execute("SELECT dataframeId, count(checksum) FROM chunk LEFT "
+                                     "JOIN chunk_checksum ON chunkId = id GROUP BY dataframeId"))
         assert sums == {ids["good"]: 2, ids["bad"]: 0}
         chunk = store.dataframes.chunks(ids["good"])[1]
     flip_byte(db, chunk.id, random.Random(SEED))  # now a flipped bit is caught there too

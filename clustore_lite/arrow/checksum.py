@@ -3,13 +3,15 @@
 are refused instead of being returned as data.
 
 XXH3-64 over CRC32C: both ran at 11 GB/s on 256 MB and 27 GB/s on an 8 MB chunk
-already in the CPU's cache on this machine (benchmarks/checksums.py), so speed does not
-decide; XXH3 has 64 bits (a random change slips through once in 1.8e19, not once in 4e9)
-and is as fast without the SSE4.2 instruction CRC32C needs. SQLite keeps integers signed,
-so the digest is stored as a signed 64-bit integer."""
+already in the CPU's cache on an idle machine here (benchmarks/checksums.py), so speed
+does not decide; XXH3 has 64 bits (a random change slips through once in 1.8e19, not
+once in 4e9) and is as fast without the SSE4.2 instruction CRC32C needs. SQLite keeps
+integers signed, so the digest is stored as a signed 64-bit integer (in the table
+chunk_checksum, migration 5)."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -18,6 +20,9 @@ import xxhash
 from ..errors import DataCorrupted
 
 ALGORITHM = "xxh3-64"
+# xxhash releases the GIL on inputs over 64 KiB: a chunk is hashed in this thread while
+# its reader copies the next one out of SQLite (which releases the GIL too)
+_HASHER = ThreadPoolExecutor(1, thread_name_prefix="clustore-checksum")
 
 
 def _signed(digest: int) -> int:
@@ -30,21 +35,20 @@ def of(data: Any) -> int:
 
 
 class HashingSink:
-    """A write-only file for pyarrow's IPC writer that keeps no bytes: it counts them
-    and hashes them as they pass, so one pass over a batch gives both the size of its
-    IPC stream (for the BLOB to reserve) and its checksum."""
+    """A write-only file for pyarrow's IPC writer that hashes the bytes on their way
+    to `target` (an apsw Blob): each buffer is hashed right after it was copied, while
+    it is still in the CPU's cache."""
 
     closed = False
 
-    def __init__(self):
+    def __init__(self, target):
         self._hash = xxhash.xxh3_64()
-        self.size = 0
+        self.target = target
 
     def write(self, data) -> int:
-        view = memoryview(data)
-        self._hash.update(view)
-        self.size += view.nbytes
-        return view.nbytes
+        self.target.write(data)
+        self._hash.update(data)
+        return memoryview(data).nbytes
 
     def flush(self) -> None:
         pass
@@ -55,12 +59,6 @@ class HashingSink:
     @property
     def checksum(self) -> int:
         return _signed(self._hash.intdigest())
-
-
-def matches(data: Any, expected: int | None) -> bool:
-    """True when `expected` is a checksum and the bytes have it; None (a chunk written
-    before checksums, not repaired yet) never matches."""
-    return expected is not None and of(data) == expected
 
 
 def verify(data: pa.Buffer | bytes, expected: int | None, name: str) -> bool:
@@ -74,3 +72,9 @@ def verify(data: pa.Buffer | bytes, expected: int | None, name: str) -> bool:
             "were written (changed on disk since, or by another tool); restore it from a "
             "backup or delete its dataframe")
     return True
+
+
+def verify_soon(data: pa.Buffer | bytes, expected: int | None, name: str) -> Future:
+    """`verify` in a helper thread: its result() answers or raises as `verify` would.
+    For readers of several chunks, to check one while reading the next."""
+    return _HASHER.submit(verify, data, expected, name)

@@ -1,7 +1,7 @@
 """Checksums for chunks written before schema version 5 (`check --repair-checksums`).
 
-Migration 5 adds the column and leaves older chunks without a checksum (NULL): reads
-validate those in full, as before. Summing them is a separate, explicit step because it
+Migration 5 adds the table chunk_checksum and leaves older chunks without a row there:
+reads validate those in full, as before. Summing them is a separate, explicit step because it
 reads every such chunk, and because a checksum taken now only proves that the bytes do
 not change from now on: a chunk is summed only if it passes the full validation of an
 Arrow stream received over HTTP (parses, offsets and UTF-8 valid, end-of-stream marker);
@@ -36,8 +36,8 @@ def repair(db: Database) -> RepairResult:
     """Sum every chunk without a checksum whose bytes validate; answer what was done."""
     result = RepairResult()
     pending = [row for row in db.execute(
-        "SELECT rowid, id, dataframeId, position FROM chunk WHERE checksum IS NULL "
-        "ORDER BY dataframeId, position")]
+        "SELECT rowid, id, dataframeId, position FROM chunk WHERE id NOT IN "
+        "(SELECT chunkId FROM chunk_checksum) ORDER BY dataframeId, position")]
     while pending:
         done = 0
         with db.transaction() as conn:
@@ -49,8 +49,8 @@ def repair(db: Database) -> RepairResult:
 
 
 def _sum_one(conn, rowid: int, name: str, result: RepairResult) -> int:
-    row = conn.execute("SELECT CAST(data AS BLOB) FROM chunk WHERE rowid = ? AND "
-                       "checksum IS NULL", (rowid,)).fetchone()
+    row = conn.execute("SELECT CAST(data AS BLOB), id FROM chunk WHERE rowid = ? AND id NOT IN "
+                       "(SELECT chunkId FROM chunk_checksum)", (rowid,)).fetchone()
     if row is None or row[0] is None:  # deleted, or summed by another process meanwhile
         return 0
     try:
@@ -58,7 +58,8 @@ def _sum_one(conn, rowid: int, name: str, result: RepairResult) -> int:
     except InvalidValue as error:
         result.refused.append(f"{name}: {error}")
         return len(row[0])
-    conn.execute("UPDATE chunk SET checksum = ? WHERE rowid = ?", (checksum.of(row[0]), rowid))
+    conn.execute("INSERT INTO chunk_checksum (chunkId, checksum) VALUES (?, ?)",
+                 (row[1], checksum.of(row[0])))
     result.summed += 1
     result.bytes += len(row[0])
     return len(row[0])

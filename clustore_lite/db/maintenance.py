@@ -247,8 +247,9 @@ def _check_frame(conn, report: CheckReport, id, rows, size, dim, columns, schema
     total_rows = total_size = count = 0
     last_position = None
     for chunk_id, position, chunk_rows, chunk_size, data, expected in conn.execute(
-            "SELECT id, position, rows, size, data, checksum FROM chunk WHERE dataframeId = ? "
-            "ORDER BY position", (id,)):
+            "SELECT id, position, rows, size, data, (SELECT checksum FROM chunk_checksum "
+            "WHERE chunkId = chunk.id) FROM chunk WHERE dataframeId = ? ORDER BY position",
+            (id,)):
         count += 1
         here = f"chunk {chunk_id} ({where}, position {position})"
         if position == last_position:

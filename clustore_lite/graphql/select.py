@@ -109,8 +109,8 @@ class Selection:
         ref = self.compiler.column(table, alias, column)
         if (table.name, column) == ("chunk", "data"):
             # as a BLOB: another tool may have stored TEXT, not valid UTF-8
-            named = ", ".join(f"{alias}.{q(c)}"
-                              for c in ("checksum", "dataframeId", "position", "id"))
+            named = ", ".join([f"(SELECT checksum FROM chunk_checksum WHERE chunkId = {alias}.id)",
+                               *(f"{alias}.{q(c)}" for c in ("dataframeId", "position", "id"))])
             return f"json(clustore_chunk_rows(CAST({ref} AS BLOB), {named}))"
         if table.columns[column] == BOOL:
             return f"(CASE {ref} WHEN 1 THEN json('true') WHEN 0 THEN json('false') END)"

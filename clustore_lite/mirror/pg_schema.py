@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..catalog import BLOB, BOOL, INT, JSON, TABLES
 from ..db.migrations import ROLES_CHECK
 
-MIRROR_VERSION = 3  # bump with a new step in MIRROR_UPGRADES when the DDL changes
+MIRROR_VERSION = 2  # bump with a new step in MIRROR_UPGRADES when the DDL changes
 BOOKKEEPING = "clustore_lite"
 
 # Parents before children: upserts go in this order, deletes in the reverse one.
@@ -239,7 +239,4 @@ CREATE INDEX IF NOT EXISTS pushed_by_row ON {BOOKKEEPING}.pushed("table", "key")
 # 2: whether a user's email was proved (the store's migration 4), appended as SQLite does
 EMAIL_VERIFIED = 'ALTER TABLE public."user" ADD COLUMN "emailVerified" boolean NOT NULL DEFAULT false;'
 
-# 3: each chunk's checksum of its bytes (the store's migration 5), NULL until summed
-CHUNK_CHECKSUM = 'ALTER TABLE public.chunk ADD COLUMN "checksum" bigint;'
-
-MIRROR_UPGRADES: list[str] = [MIRROR_DDL, EMAIL_VERIFIED, CHUNK_CHECKSUM]  # step n: n to n+1
+MIRROR_UPGRADES: list[str] = [MIRROR_DDL, EMAIL_VERIFIED]  # step n: version n to n+1

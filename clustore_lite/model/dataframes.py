@@ -19,6 +19,8 @@ from ..errors import DataCorrupted, InvalidValue, NotFound
 from .base import Collection
 
 CHECK_AHEAD_BYTES = 8 << 20  # of an Arrow stream, validated before its HTTP answer starts
+# a chunk's checksum (migration 5), in a statement that reads the chunk table unaliased
+CHECKSUM = "(SELECT checksum FROM chunk_checksum WHERE chunkId = chunk.id)"
 
 
 class Dataframes(Collection):
@@ -88,26 +90,31 @@ class Dataframes(Collection):
                 # stream is written straight into it: binding bytes instead made four
                 # copies of every chunk (to Python bytes, SQLite's bound value, its
                 # record, its pages); this makes one (into the pages).
-                # The checksum is taken in the pass that sizes the stream (an UPDATE
-                # after the write would rewrite the whole row, BLOB included).
-                encoded, size, sum_ = _measured(batch, compression)
+                if compression is None:
+                    encoded, size = None, codec.stream_size(batch)
+                else:
+                    encoded = codec.encode_buffer(batch, compression)
+                    size = encoded.size
                 position += 1
+                chunk_id = v.new_id()
                 conn.execute(
                     "INSERT INTO chunk (id, dataframeId, position, rows, size, createdAt, "
-                    "updatedAt, checksum, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, zeroblob(?))",
-                    (v.new_id(), frame["id"], position, batch.num_rows, size, stamp, stamp,
-                     sum_, size))
+                    "updatedAt, data) VALUES (?, ?, ?, ?, ?, ?, ?, zeroblob(?))",
+                    (chunk_id, frame["id"], position, batch.num_rows, size, stamp, stamp, size))
                 rowid = conn.last_insert_rowid()
                 if blob is None:
                     blob = conn.blob_open("main", "chunk", "data", rowid, True)
                 else:
                     blob.reopen(rowid)
+                sink = checksum.HashingSink(blob)  # hashed as the bytes stream in
                 if encoded is None:
-                    codec.write_stream(blob, batch)
+                    codec.write_stream(sink, batch)
                 else:
-                    blob.write(encoded)
+                    sink.write(encoded)
                 if blob.tell() != size:
                     raise RuntimeError(f"chunk {position}: wrote {blob.tell()} of {size} bytes")
+                conn.execute("INSERT INTO chunk_checksum (chunkId, checksum) VALUES (?, ?)",
+                             (chunk_id, sink.checksum))
                 added_rows += batch.num_rows
                 added_bytes += size
                 self.db.wrote(size)
@@ -157,15 +164,23 @@ class Dataframes(Collection):
         # to upgrade ("database is locked" when another connection had written), and
         # kept WAL checkpoints back. A BLOB handle reads straight into an Arrow buffer.
         listed = list(self.db.execute(
-            "SELECT rowid, position, id, checksum FROM chunk WHERE dataframeId = ? "
+            f"SELECT rowid, position, id, {CHECKSUM} FROM chunk WHERE dataframeId = ? "
             "ORDER BY position", (id,)))
+        # Each chunk's checksum is verified in a helper thread while the next chunk is
+        # read, and its batches are yielded only once it matched.
         conn = self.db.conn
+        previous = None
         for rowid, position, chunk_id, expected in listed:
             name = codec.chunk_name(id, position, chunk_id)
             data = _read_chunk(conn, rowid, name)
             if data is None:
                 raise NotFound(f"dataframe {id} was deleted while it was being read")
-            yield from _decoded(data, expected, name)
+            current = (checksum.verify_soon(data, expected, name), data, name)
+            if previous is not None:
+                yield from _verified(*previous)
+            previous = current
+        if previous is not None:
+            yield from _verified(*previous)
 
     def ipc_stream(self, id: str) -> Iterator[bytes]:
         """The dataframe as ONE Arrow IPC stream, in pieces (GET /v1/dataframes/{id}.arrow):
@@ -193,7 +208,7 @@ class Dataframes(Collection):
         """One chunk, by its id, as a pyarrow Table."""
         chunk = self.store.chunks.get(chunk_id)
         conn = self.db.conn
-        rowid, expected = conn.execute("SELECT rowid, checksum FROM chunk WHERE id = ?",
+        rowid, expected = conn.execute(f"SELECT rowid, {CHECKSUM} FROM chunk WHERE id = ?",
                                        (chunk_id,)).fetchone()
         name = codec.chunk_name(chunk["dataframeId"], chunk["position"], chunk_id)
         data = _read_chunk(conn, rowid, name)
@@ -210,7 +225,7 @@ def _ipc_pieces(db, frame_id: str, schema: pa.Schema | None,
             yield bytes(codec.schema_message(schema))
             sent_schema = True
         for chunk_id, position in chunks:
-            row = conn.execute("SELECT CAST(data AS BLOB), checksum FROM chunk WHERE id = ?",
+            row = conn.execute(f"SELECT CAST(data AS BLOB), {CHECKSUM} FROM chunk WHERE id = ?",
                                (chunk_id,)).fetchone()
             if row is None:  # deleted since it was listed
                 continue
@@ -228,16 +243,10 @@ def _ipc_pieces(db, frame_id: str, schema: pa.Schema | None,
             yield codec.END_OF_STREAM
 
 
-def _measured(batch: pa.RecordBatch, compression: str | None):
-    """(the encoded bytes or None, their size, their checksum) of one chunk: without
-    compression, IPC bytes are only counted and hashed here, and written later
-    straight into the BLOB."""
-    if compression is None:
-        sink = checksum.HashingSink()
-        codec.write_stream(sink, batch)
-        return None, sink.size, sink.checksum
-    encoded = codec.encode_buffer(batch, compression)
-    return encoded, encoded.size, checksum.of(encoded)
+def _verified(check, data: pa.Buffer, name: str) -> list[pa.RecordBatch]:
+    """The batches of a chunk whose checksum `check` (a Future of checksum.verify) is
+    being verified: refused if it does not match."""
+    return codec.decode(data, name, checked=check.result())
 
 
 def _decoded(data: pa.Buffer, expected: int | None, name: str) -> list[pa.RecordBatch]:
