@@ -109,3 +109,15 @@ def test_durability_is_full_unless_asked(tmp_path):
         assert synchronous(store) == 1
     with pytest.raises(InvalidValue, match="durability must be 'full' or 'normal'"):
         clustore_lite.open(tmp_path / "c.sqlite", durability="fast")
+
+
+def test_serve_takes_the_faster_mode_as_an_explicit_flag(tmp_path):
+    from serving import Client, running_server
+
+    with running_server(tmp_path / "s.sqlite", "--durability", "normal") as url:
+        created = Client(url)('mutation { insert_organization_one(object: {name: "lumen"}) '
+                              '{ name } }')
+        assert created["insert_organization_one"]["name"] == "lumen"
+    out = subprocess.run([sys.executable, "-m", "clustore_lite", "serve", "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert "--durability [full|normal]" in out.stdout

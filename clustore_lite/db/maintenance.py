@@ -266,8 +266,7 @@ def _check_frame(conn, report: CheckReport, id, rows, size, dim, columns, schema
             report.unsummed += 1
         elif checksum.of(data) != expected:
             report.problem(f"{here}: its bytes do not match their checksum (changed since "
-                           "they were written)")
-            continue
+                           "they were written)")  # and what else is wrong, below
         try:
             table = codec.read_stream(data)
         except InvalidValue as error:
