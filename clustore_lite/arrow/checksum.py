@@ -11,6 +11,7 @@ chunk_checksum, migration 5)."""
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -20,9 +21,11 @@ import xxhash
 from ..errors import DataCorrupted
 
 ALGORITHM = "xxh3-64"
-# xxhash releases the GIL on inputs over 64 KiB: a chunk is hashed in this thread while
-# its reader copies the next one out of SQLite (which releases the GIL too)
-_HASHER = ThreadPoolExecutor(1, thread_name_prefix="clustore-checksum")
+# xxhash releases the GIL on inputs over 64 KiB, and SQLite while it copies: bytes are
+# hashed in helper threads while the next ones are copied. A written stream is hashed
+# in order by one thread (writes to a file take turns anyway); reads by several.
+_WRITES = ThreadPoolExecutor(1, thread_name_prefix="clustore-checksum-write")
+_READS = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="clustore-checksum")
 
 
 def _signed(digest: int) -> int:
@@ -36,18 +39,19 @@ def of(data: Any) -> int:
 
 class HashingSink:
     """A write-only file for pyarrow's IPC writer that hashes the bytes on their way
-    to `target` (an apsw Blob): each buffer is hashed right after it was copied, while
-    it is still in the CPU's cache."""
+    to `target` (an apsw Blob): each buffer is hashed in the helper thread while the
+    next one is copied (in order: the helper is one thread)."""
 
     closed = False
 
     def __init__(self, target):
         self._hash = xxhash.xxh3_64()
+        self._last: Future | None = None
         self.target = target
 
     def write(self, data) -> int:
         self.target.write(data)
-        self._hash.update(data)
+        self._last = _WRITES.submit(self._hash.update, data)
         return memoryview(data).nbytes
 
     def flush(self) -> None:
@@ -58,6 +62,9 @@ class HashingSink:
 
     @property
     def checksum(self) -> int:
+        """The checksum of every byte written (waits for the helper to finish them)."""
+        if self._last is not None:
+            self._last.result()
         return _signed(self._hash.intdigest())
 
 
@@ -77,4 +84,4 @@ def verify(data: pa.Buffer | bytes, expected: int | None, name: str) -> bool:
 def verify_soon(data: pa.Buffer | bytes, expected: int | None, name: str) -> Future:
     """`verify` in a helper thread: its result() answers or raises as `verify` would.
     For readers of several chunks, to check one while reading the next."""
-    return _HASHER.submit(verify, data, expected, name)
+    return _READS.submit(verify, data, expected, name)
