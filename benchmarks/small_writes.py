@@ -33,11 +33,12 @@ def open_store(path, page_size: int, durability: str):
     return clustore_lite.open(path, durability=durability)
 
 
-def renames(folder, page_size: int, durability: str, count: int) -> dict:
+def renames(folder, page_size: int, durability: str, count: int, webhook: bool = False) -> dict:
     path = folder / f"renames-{page_size}-{durability}.sqlite"
     c.remove_store(path)
     with open_store(path, page_size, durability) as store:
-        org = store.organizations.create("bench")
+        # with a webhook, each rename also queues a delivery (as in the figure)
+        org = store.organizations.create("bench", webhook="https://hooks.example/h" if webhook else None)
         store.db.execute("PRAGMA wal_autocheckpoint = 0")
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         seconds = []
@@ -87,6 +88,7 @@ def main(argv=None) -> None:
     p.add_argument("--renames", type=int, default=200)
     p.add_argument("--rows", type=int, default=1_000_000, help="float64 rows x 16 to ingest")
     p.add_argument("--page-sizes", default="4096,16384,65536")
+    p.add_argument("--webhook", action="store_true", help="the organization has a webhook")
     args = p.parse_args(argv)
     log = c.logger(args.quiet)
     page_sizes = [int(size) for size in args.page_sizes.split(",")]
@@ -94,8 +96,8 @@ def main(argv=None) -> None:
     with c.work_dir(args.dir) as folder:
         ratios = ingest(folder, page_sizes, c.numeric_table(args.rows), args.rounds, log)
         for page_size in page_sizes:
-            full = renames(folder, page_size, "full", args.renames)
-            normal = renames(folder, page_size, "normal", args.renames)
+            full = renames(folder, page_size, "full", args.renames, args.webhook)
+            normal = renames(folder, page_size, "normal", args.renames, args.webhook)
             rows.append([f"{page_size // 1024} KiB", f"{full['frames']:.1f}",
                          f"{full['kb']:,.0f}", f"{full['ms']:.2f}", f"{normal['ms']:.2f}",
                          f"{ratios[page_size]:.2f}×"])
