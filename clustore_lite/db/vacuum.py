@@ -62,9 +62,13 @@ def vacuum(db: Database, full: bool = False) -> VacuumResult:
 def _incremental(conn) -> None:
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     step = max(1, WAL_BYTES // page_size)
-    while conn.execute("PRAGMA freelist_count").fetchone()[0]:
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    while free:
         conn.execute(f"PRAGMA incremental_vacuum({step})").fetchall()
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        free, before = conn.execute("PRAGMA freelist_count").fetchone()[0], free
+        if free >= before:  # nothing more SQLite can give back now
+            break
 
 
 def _size(path: str) -> int:
