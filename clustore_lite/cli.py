@@ -118,10 +118,14 @@ def _listed(ctx, param, values) -> list[str]:
               help="What the server logs.")
 @click.option("--access-log", is_flag=True, envvar="CLUSTORE_ACCESS_LOG", show_envvar=True,
               help="Log one line per request (at info level).")
+@click.option("--durability", default="full", show_default=True, envvar="CLUSTORE_DURABILITY",
+              show_envvar=True, type=click.Choice(["full", "normal"]),
+              help="full: a write is answered once it is on disk; normal: answered before "
+                   "its fsync (faster small writes; a power cut may lose the last ones).")
 @WEBHOOK_ALLOW
 def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, max_decoded_mb,
           allowed_hosts, cors_origins, no_deliver, max_retries, log_level, access_log,
-          webhook_allow, read_only):
+          durability, webhook_allow, read_only):
     """Serve DB (created if missing) as Clustore's GraphQL API on http://HOST:PORT.
     Every option can also be set by its CLUSTORE_* environment variable."""
     import uvicorn
@@ -147,7 +151,8 @@ def serve(db, host, port, demo, admin_secret, jwt_secret, max_body_mb, max_decod
                      allowed_hosts=allowed_hosts, cors_origins=cors_origins,
                      deliver=not no_deliver,
                      delivery_options={} if max_retries is None else {"max_retries": max_retries},
-                     webhook_allow=webhook_allow, readonly=read_only)
+                     webhook_allow=webhook_allow, readonly=read_only,
+                     durability=durability)
     address, real_port = sock.getsockname()[:2]
     shown = f"[{address}]" if ":" in address else address
     mode = " read-only" if read_only else ""
@@ -387,12 +392,27 @@ def backup(db, dest, force, pages_per_step):
                f"in {result.seconds:.2f} s")
 
 
+@main.command("vacuum")
+@click.argument("db", type=click.Path(exists=True, dir_okay=False))
+@click.option("--full", is_flag=True, help="Rebuild the whole file (also defragments it).")
+def vacuum_(db, full):
+    """Give the space of deleted rows back to the disk (incremental where the file
+    allows; a file from before incremental vacuums is rebuilt once)."""
+    with Store(db) as store:
+        click.echo(store.vacuum(full).text())
+
+
 @main.command("check")
 @click.argument("db", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def check(db, as_json):
-    """Verify DB: SQLite integrity and foreign keys, every chunk's Arrow data, and rows and
-    sizes. Exits with status 1 if anything is wrong."""
+@click.option("--repair-checksums", is_flag=True,
+              help="First add checksums to chunks written before they existed (writes DB).")
+def check(db, as_json, repair_checksums):
+    """Verify DB: SQLite integrity and foreign keys, every chunk's Arrow data and checksum,
+    and rows and sizes. Exits with status 1 if anything is wrong."""
+    if repair_checksums:
+        with Store(db) as store:
+            click.echo(store.repair_checksums().text(), err=as_json)
     report = maintenance.check(db)
     click.echo(report.to_json() if as_json else report.text())
     if not report.ok:

@@ -4,7 +4,8 @@
 The log is written by SQLite triggers (see db/event_sql.py) in the transaction of
 each write; this module only reads it and delivers. Delivery is at least once:
 
-- a worker claims due deliveries in a short write transaction, setting a lease
+- a worker claims due deliveries in a short write transaction (always durable: see
+  Deliverer.__init__), setting a lease
   (`leaseUntil`, `leaseOwner`) and counting the attempt; it POSTs with no
   transaction open, then records the outcome in another short transaction, only if it
   still holds the lease. Writers never wait on the network, and two workers (threads
@@ -154,7 +155,10 @@ class Deliverer:
         self.on_outcome = on_outcome
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.policy = WebhookPolicy.parse(webhook_allow)
-        self.db = Database(store_path)
+        # Always durable, whatever the writers chose: the claim is a commit, and its WAL
+        # fsync makes every earlier commit durable too, so an event is POSTed only once
+        # the write it tells of would survive a power cut (README "Reliability").
+        self.db = Database(store_path, durability="full")
         self.client = outbound.client(
             self.policy, timeout,
             httpx.Limits(max_connections=2 * concurrency,

@@ -9,7 +9,8 @@ from .access.destinations import WebhookPolicy
 from .access.roles import Caller
 from .access.rules import Rules
 from .catalog import TABLES, TOKEN_COLUMNS
-from .db import maintenance
+from .db import chunk_sums, maintenance
+from .db import vacuum as vacuuming
 from .db.connection import Database
 from .errors import PermissionDenied
 from .model.dataframes import Chunks, Dataframes
@@ -51,15 +52,19 @@ class Store:
 
     def __init__(self, path: str | os.PathLike,
                  webhook_allow: str | list[str] | WebhookPolicy | None = None,
-                 readonly: bool = False, initialise: bool = False):
+                 readonly: bool = False, initialise: bool = False,
+                 durability: str = "full"):
         """`webhook_allow`: webhook destinations callers other than the store admin
         may write besides public addresses (see access/destinations.py). `readonly`:
         only read (nothing in the file changes; writes raise StoreReadOnly).
         `initialise`: add a store's tables to another program's SQLite file (refused
-        otherwise, with NotAStore)."""
+        otherwise, with NotAStore). `durability`: "full" (a write returns once it is on
+        disk) or "normal" (faster small writes; a power cut may lose the last ones); see
+        README "Reliability"."""
         self.path = os.fspath(path)
         self.webhooks = WebhookPolicy.parse(webhook_allow)
-        self.db = Database(self.path, readonly=readonly, initialise=initialise)
+        self.db = Database(self.path, readonly=readonly, initialise=initialise,
+                           durability=durability)
         self._collections()
 
     @property
@@ -132,6 +137,16 @@ class Store:
         """Verify the file (SQLite integrity, foreign keys, every chunk); `.ok`, `.text()`."""
         return maintenance.check(self.path)
 
+    def vacuum(self, full: bool = False) -> vacuuming.VacuumResult:
+        """Give the space of deleted rows back to the disk: incrementally when the file
+        allows it; a file created before schema version 5 is rebuilt, once (README
+        "Reliability and backups")."""
+        return vacuuming.vacuum(self.db, full)
+
+    def repair_checksums(self) -> chunk_sums.RepairResult:
+        """Add checksums to chunks written before they existed (those that validate)."""
+        return chunk_sums.repair(self.db)
+
     def close(self) -> None:
         self.db.close()
 
@@ -179,7 +194,9 @@ class CallerStore(Store):
 
 def open(path: str | os.PathLike,  # noqa: A001 - mirrors sqlite3.connect/open
          webhook_allow: str | list[str] | WebhookPolicy | None = None,
-         readonly: bool = False, initialise: bool = False) -> Store:
+         readonly: bool = False, initialise: bool = False,
+         durability: str = "full") -> Store:
     """Open (creating or upgrading) a store file, or only read it (`readonly=True`);
-    `webhook_allow` and `initialise` as for Store."""
-    return Store(path, webhook_allow, readonly=readonly, initialise=initialise)
+    `webhook_allow`, `initialise` and `durability` as for Store."""
+    return Store(path, webhook_allow, readonly=readonly, initialise=initialise,
+                 durability=durability)

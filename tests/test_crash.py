@@ -192,8 +192,9 @@ def test_sigkill_loses_no_acknowledged_write_and_shows_no_partial_one(tmp_path, 
 
 def test_bulk_writes_in_the_rollback_journal_sync_fully(db_path):
     """synchronous=NORMAL is proof against power cuts in WAL only: a bulk write in the
-    rollback journal runs with FULL, and the connection returns to NORMAL after."""
-    with clustore_lite.open(db_path) as store:
+    rollback journal runs with FULL even in durability="normal", and the connection
+    returns to NORMAL after."""
+    with clustore_lite.open(db_path, durability="normal") as store:
         with store.db.bulk() as conn:
             store.users.create("u")
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"

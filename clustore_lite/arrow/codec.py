@@ -181,9 +181,8 @@ def decode(data: Any, name: str = "a chunk", checked: bool = False) -> list[pa.R
     range (bytes another tool changed) make pyarrow's kernels read out of bounds,
     which kills the process (SIGSEGV) instead of raising. Full validation costs a
     pass over variable-width columns (offsets, UTF-8) and next to nothing over
-    fixed-width ones. `checked` says the bytes matched a checksum taken when they
-    were written (chunk checksums, to come): the cheap structural validation is then
-    enough."""
+    fixed-width ones. `checked` says the bytes matched the checksum taken when they
+    were written (arrow/checksum.py): the cheap structural validation is then enough."""
     try:
         buffer = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
         batches = list(ipc.open_stream(buffer))
@@ -274,10 +273,11 @@ def describe(schema: pa.Schema) -> str:
     return ", ".join(f"{f.name}: {f.type}" for f in schema)
 
 
-def rows_json(data: bytes, name: str = "a chunk") -> str:
+def rows_json(data: bytes, name: str = "a chunk", checked: bool = False) -> str:
     """A chunk's rows as a JSON array of arrays in column order (GraphQL `chunk.data`).
-    NaN and infinities, which JSON cannot hold, become null; timestamps ISO-8601."""
-    table = pa.Table.from_batches(decode(data, name))
+    NaN and infinities, which JSON cannot hold, become null; timestamps ISO-8601.
+    `checked` as for `decode`."""
+    table = pa.Table.from_batches(decode(data, name, checked))
     columns = []
     for column in table.columns:
         if pa.types.is_floating(column.type):

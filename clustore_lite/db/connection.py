@@ -1,12 +1,14 @@
 """The SQLite file: opening it with the settings chosen by measurement, upgrading
 its schema, and transactions.
 
-Settings (see benchmarks/ and README "Storage choices"):
-- WAL with synchronous=NORMAL, so readers never wait on a writer and a commit costs no
-  fsync (a crash of the process loses nothing committed; a power cut may lose the last
-  commits, never consistency). In the rollback journal NORMAL is not proof against a
-  power cut (SQLite's documentation), so bulk writes there use synchronous=FULL: one
-  more fsync per transaction, lost in the noise of large writes.
+Settings (see benchmarks/ and README "Storage choices", "Reliability and backups"):
+- WAL, so readers never wait on a writer, with synchronous=FULL by default: a commit
+  returns only after the WAL is fsync'ed, so an acknowledged write survives a power cut
+  (durability="normal" skips that fsync: a power cut may then lose the last commits,
+  never consistency; a process crash loses nothing either way). Bulk writes in the
+  rollback journal always use FULL (NORMAL is not proof against a power cut there).
+- The WAL is bounded in bytes, not pages (WAL_BYTES): SQLite's default checkpoint
+  threshold of 1,000 pages meant a 64 MB WAL with 64 KiB pages.
 - 64 KiB pages: chunk BLOBs are large; with 4 KiB pages WAL writes ran 2-3x slower.
 - Bulk writes (ingest, append) switch the file to a rollback journal when this process
   is the only one using it: measured 1.5-2x faster than WAL for large BLOBs, because
@@ -44,6 +46,9 @@ EMPTY_WAL_TIMEOUT_MS = 200  # a replaced file's WAL: how long to wait for reader
 CACHE_KIB = 16384  # page cache per connection; bounds memory during big transactions
 MMAP_BYTES = 1 << 30  # reads map the file (measured 4-6% less CPU than pread for chunks)
 WRITEBACK_BYTES = 16 << 20  # bulk writes: flush to disk in the background this often
+WAL_BYTES = 16 << 20  # checkpoint once the WAL holds this much; truncate it back to it
+# durability -> PRAGMA synchronous in WAL: "full" fsyncs the WAL at every commit
+DURABILITY = {"full": "FULL", "normal": "NORMAL"}
 
 
 ADMIN_SESSION = {"x-hasura-role": "admin"}
@@ -80,22 +85,32 @@ def check_session(variables: dict) -> dict:
     return out
 
 
+def check_durability(durability: str) -> str:
+    if durability not in DURABILITY:
+        raise InvalidValue(f"durability must be {' or '.join(map(repr, DURABILITY))}, "
+                           f"not {durability!r}")
+    return durability
+
+
 def connect(path: str, session: Session | None = None,
             functions: dict[str, tuple[Callable, int]] | None = None,
-            readonly: bool = False, initialise: bool = False) -> apsw.Connection:
+            readonly: bool = False, initialise: bool = False,
+            durability: str = "full") -> apsw.Connection:
     """Open one connection with the store's pragmas; creates and upgrades the file
     (unless `readonly`: then it only reads, see opening.py). A SQLite file of another
     program is refused unless `initialise`. `session` is what this connection's
     `clustore_session()` answers (admin if None); `functions` adds SQL functions
-    (name -> (function, number of arguments)). SQLite's errors become the store's."""
+    (name -> (function, number of arguments)); `durability` as in DURABILITY.
+    SQLite's errors become the store's."""
     path = os.fspath(path)
+    durability = check_durability(durability)
     temp_files_beside(path)
     with reported(path):
         if not readonly:
             create_private(path)
         conn = readonly_connection(path) if readonly else apsw.Connection(path)
         try:
-            _configure(conn, path, session, functions, readonly, initialise)
+            _configure(conn, path, session, functions, readonly, initialise, durability)
         except BaseException:
             conn.close()
             raise
@@ -103,7 +118,8 @@ def connect(path: str, session: Session | None = None,
 
 
 def _configure(conn: apsw.Connection, path: str, session: Session | None,
-               functions: dict | None, readonly: bool, initialise: bool) -> None:
+               functions: dict | None, readonly: bool, initialise: bool,
+               durability: str) -> None:
     for name, (function, arity) in (functions or {}).items():
         conn.create_scalar_function(name, function, arity, deterministic=True)
     statistics.register(conn)  # stddev and variance, which SQLite lacks
@@ -114,7 +130,6 @@ def _configure(conn: apsw.Connection, path: str, session: Session | None,
     conn.execute("PRAGMA recursive_triggers = ON")
     conn.execute("PRAGMA case_sensitive_like = ON")  # _like is case-sensitive, _ilike is not
     conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-    conn.execute("PRAGMA journal_size_limit = 67108864")
     if readonly:
         check_readable(conn, path)
     else:
@@ -122,7 +137,16 @@ def _configure(conn: apsw.Connection, path: str, session: Session | None,
     # after _initialise: SQLite turns a size in KiB into pages with the page size in
     # force, and a new file only gets its 64 KiB pages there (else 16x the memory)
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    bound_wal(conn)
+    conn.execute(f"PRAGMA synchronous = {DURABILITY[durability]}")
+
+
+def bound_wal(conn: apsw.Connection, budget: int = WAL_BYTES) -> None:
+    """Checkpoint when the WAL holds `budget` bytes, whatever the page size, and cut it
+    back to that size after a checkpoint (it is reused, not shrunk, otherwise)."""
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.execute(f"PRAGMA wal_autocheckpoint = {max(1, budget // page_size)}")
+    conn.execute(f"PRAGMA journal_size_limit = {budget}")
 
 
 def create_private(path: str) -> None:
@@ -147,6 +171,8 @@ def _initialise(conn: apsw.Connection, path: str, initialise: bool) -> None:
         return
     if version == 0 and _is_empty(conn):
         conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        # only a file with no table yet can take it without a VACUUM (db/vacuum.py)
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     ensure_wal(conn)
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -289,13 +315,17 @@ class Database:
 
     `readonly`: every connection only reads (writes raise StoreReadOnly), and the
     -wal/-shm files the reads made are removed on close when nobody else uses them.
-    `initialise`: add a store's tables to a SQLite file of another program."""
+    `initialise`: add a store's tables to a SQLite file of another program.
+    `durability="full"` (the default) answers a commit once it is on disk;
+    `"normal"` answers before the WAL's fsync (see DURABILITY)."""
 
-    def __init__(self, path: str, readonly: bool = False, initialise: bool = False):
+    def __init__(self, path: str, readonly: bool = False, initialise: bool = False,
+                 durability: str = "full"):
         self.path = os.fspath(path)
         self.readonly = readonly
         self._initialise = initialise
         self._side_files = side_files(self.path) if readonly else None
+        self.durability = check_durability(durability)
         self._local = threading.local()
         self._all: list[apsw.Connection] = []
         self._lock = threading.Lock()
@@ -313,7 +343,7 @@ class Database:
             self._local.session = Session()
             functions = dict(self._functions)
             conn = connect(self.path, self._local.session, functions, self.readonly,
-                           self._initialise)
+                           self._initialise, self.durability)
             self._local.conn = conn
             self._local.functions = set(functions)
             self._local.depth = 0
@@ -537,11 +567,10 @@ class Database:
             if large:
                 conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
 
-    @staticmethod
-    def _restore_wal(conn: apsw.Connection) -> None:
+    def _restore_wal(self, conn: apsw.Connection) -> None:
         # never raise here: the write has committed (or the caller's error is on its
         # way). If another process keeps the lock, it switches the file back itself:
         # every connection puts the file in WAL when it opens.
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
         with contextlib.suppress(StoreBusy):
             ensure_wal(conn)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import apsw
 
-from ..arrow import codec
+from ..arrow import checksum, codec
 from ..errors import ClustoreError, DataCorrupted, InvalidValue, NotAStore, NotFound, StoreFull
 from .migrations import LATEST
 from .connection import BUSY_TIMEOUT_MS, create_private, ensure_wal
@@ -126,6 +126,7 @@ class CheckReport:
     more_problems: int = 0  # found but not listed (past MAX_REPORTED)
     counts: dict = field(default_factory=dict)
     steps: dict = field(default_factory=dict)  # step -> "ok" or how many problems
+    unsummed: int = 0  # chunks with no checksum yet (written before schema version 5)
 
     @property
     def ok(self) -> bool:
@@ -143,6 +144,9 @@ class CheckReport:
         counts += [f"{n} {name}" for name, n in self.counts.items() if name != "schema_version"]
         lines = [f"{self.path}: {', '.join(counts)}" if counts else self.path]
         lines += [f"  {step}: {result}" for step, result in self.steps.items()]
+        if self.unsummed:
+            lines.append(f"  note: {self.unsummed} chunk(s) from before checksums were "
+                         "validated in full; `clustore-lite check --repair-checksums` sums them")
         if self.ok:
             lines.append("OK")
         else:
@@ -156,6 +160,7 @@ class CheckReport:
     def to_json(self) -> str:
         return json.dumps({"path": self.path, "ok": self.ok, "problems": self.problems,
                            "more_problems": self.more_problems, "counts": self.counts,
+                           "chunks_without_checksum": self.unsummed,
                            "steps": self.steps}, indent=2)
 
 
@@ -257,9 +262,10 @@ def _check_frame(conn, report: CheckReport, id, rows, size, dim, columns, schema
         report.problem(f"{where}: columns {columns} do not match its schema's {names}")
     total_rows = total_size = count = 0
     last_position = None
-    for chunk_id, position, chunk_rows, chunk_size, data in conn.execute(
-            "SELECT id, position, rows, size, data FROM chunk WHERE dataframeId = ? "
-            "ORDER BY position", (id,)):
+    for chunk_id, position, chunk_rows, chunk_size, data, expected in conn.execute(
+            "SELECT id, position, rows, size, data, (SELECT checksum FROM chunk_checksum "
+            "WHERE chunkId = chunk.id) FROM chunk WHERE dataframeId = ? ORDER BY position",
+            (id,)):
         count += 1
         here = f"chunk {chunk_id} ({where}, position {position})"
         if position == last_position:
@@ -272,6 +278,11 @@ def _check_frame(conn, report: CheckReport, id, rows, size, dim, columns, schema
             continue
         if len(data) != chunk_size:
             report.problem(f"{here}: size is {chunk_size} but its data holds {len(data)} bytes")
+        if expected is None:
+            report.unsummed += 1
+        elif checksum.of(data) != expected:
+            report.problem(f"{here}: its bytes do not match their checksum (changed since "
+                           "they were written)")  # and what else is wrong, below
         try:
             table = codec.read_stream(data)
         except InvalidValue as error:

@@ -165,6 +165,21 @@ MIGRATIONS = [
         CHECK (emailVerified IN (0, 1));
     UPDATE "user" SET emailVerified = 1 WHERE email IS NOT NULL AND updatedAt = createdAt;
     """,
+    # 5: a checksum of each chunk's bytes (arrow/checksum.py), taken as they are
+    # written. In a table beside chunk, not a column of it: a column added to chunk
+    # comes after `data`, and a zeroblob that is not the last value of its row is
+    # written out as zeros before the IPC bytes overwrite them (measured: ingest 1.8x
+    # slower); a row inserted after the BLOB costs next to nothing. Not in the catalog:
+    # a storage detail, neither served nor mirrored. Chunks of older files have none:
+    # they are validated in full when read, as before, until `clustore-lite check
+    # --repair-checksums` sums them; summing here would read every chunk under the
+    # write lock on open, and bless bytes that may already have rotted.
+    """
+    CREATE TABLE chunk_checksum (
+        chunkId TEXT PRIMARY KEY REFERENCES chunk(id) ON DELETE CASCADE,
+        checksum INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -18,6 +18,7 @@ from graphql import (FieldNode, FragmentSpreadNode, GraphQLIncludeDirective,
 from graphql.execution.values import get_argument_values, get_directive_values
 
 from .. import aggregation
+from ..arrow import checksum
 from ..arrow.codec import chunk_name, rows_json
 from ..catalog import BOOL, JSON, TABLES, Table, q
 from ..db.sqlite_errors import reported
@@ -109,7 +110,8 @@ class Selection:
         ref = self.compiler.column(table, alias, column)
         if (table.name, column) == ("chunk", "data"):
             # as a BLOB: another tool may have stored TEXT, not valid UTF-8
-            named = ", ".join(f"{alias}.{q(c)}" for c in ("dataframeId", "position", "id"))
+            named = ", ".join([f"(SELECT checksum FROM chunk_checksum WHERE chunkId = {alias}.id)",
+                               *(f"{alias}.{q(c)}" for c in ("dataframeId", "position", "id"))])
             return f"json(clustore_chunk_rows(CAST({ref} AS BLOB), {named}))"
         if table.columns[column] == BOOL:
             return f"(CASE {ref} WHEN 1 THEN json('true') WHEN 0 THEN json('false') END)"
@@ -218,14 +220,16 @@ def selection(info) -> Selection:
 
 def json_text(db, sql: str, params: dict) -> str | None:
     """Run a statement that selects one JSON value; answer its text."""
-    conn = db.use_function("clustore_chunk_rows", _chunk_rows, 4)  # chunk.data as rows
+    conn = db.use_function("clustore_chunk_rows", _chunk_rows, 5)  # chunk.data as rows
     with reported():
         row = conn.execute(f"SELECT {sql}", params).fetchone()
     return None if row is None else row[0]
 
 
-def _chunk_rows(data: bytes, dataframe_id: str, position: int, chunk_id: str) -> str:
-    return rows_json(data, chunk_name(dataframe_id, position, chunk_id))
+def _chunk_rows(data: bytes, expected: int | None, dataframe_id: str, position: int,
+                chunk_id: str) -> str:
+    name = chunk_name(dataframe_id, position, chunk_id)
+    return rows_json(data, name, checked=checksum.verify(data, expected, name))
 
 
 def run(db, sql: str, params: dict) -> Any:

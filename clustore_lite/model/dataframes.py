@@ -13,12 +13,14 @@ from typing import Any
 import apsw
 import pyarrow as pa
 
-from ..arrow import codec, conform
+from ..arrow import checksum, codec, conform
 from .. import values as v
 from ..errors import DataCorrupted, InvalidValue, NotFound
 from .base import Collection
 
 CHECK_AHEAD_BYTES = 8 << 20  # of an Arrow stream, validated before its HTTP answer starts
+# a chunk's checksum (migration 5), in a statement that reads the chunk table unaliased
+CHECKSUM = "(SELECT checksum FROM chunk_checksum WHERE chunkId = chunk.id)"
 
 
 class Dataframes(Collection):
@@ -96,21 +98,25 @@ class Dataframes(Collection):
                     encoded = codec.encode_buffer(batch, compression)
                     size = encoded.size
                 position += 1
+                chunk_id = v.new_id()
                 conn.execute(
                     "INSERT INTO chunk (id, dataframeId, position, rows, size, createdAt, "
                     "updatedAt, data) VALUES (?, ?, ?, ?, ?, ?, ?, zeroblob(?))",
-                    (v.new_id(), frame["id"], position, batch.num_rows, size, stamp, stamp, size))
+                    (chunk_id, frame["id"], position, batch.num_rows, size, stamp, stamp, size))
                 rowid = conn.last_insert_rowid()
                 if blob is None:
                     blob = conn.blob_open("main", "chunk", "data", rowid, True)
                 else:
                     blob.reopen(rowid)
+                sink = checksum.HashingSink(blob)  # hashed as the bytes stream in
                 if encoded is None:
-                    codec.write_stream(blob, batch)
+                    codec.write_stream(sink, batch)
                 else:
-                    blob.write(encoded)
+                    sink.write(encoded)
                 if blob.tell() != size:
                     raise RuntimeError(f"chunk {position}: wrote {blob.tell()} of {size} bytes")
+                conn.execute("INSERT INTO chunk_checksum (chunkId, checksum) VALUES (?, ?)",
+                             (chunk_id, sink.checksum))
                 added_rows += batch.num_rows
                 added_bytes += size
                 self.db.wrote(size)
@@ -160,14 +166,23 @@ class Dataframes(Collection):
         # to upgrade ("database is locked" when another connection had written), and
         # kept WAL checkpoints back. A BLOB handle reads straight into an Arrow buffer.
         listed = list(self.db.execute(
-            "SELECT rowid, position, id FROM chunk WHERE dataframeId = ? ORDER BY position", (id,)))
+            f"SELECT rowid, position, id, {CHECKSUM} FROM chunk WHERE dataframeId = ? "
+            "ORDER BY position", (id,)))
+        # Each chunk's checksum is verified in a helper thread while the next chunk is
+        # read, and its batches are yielded only once it matched.
         conn = self.db.conn
-        for rowid, position, chunk_id in listed:
+        previous = None
+        for rowid, position, chunk_id, expected in listed:
             name = codec.chunk_name(id, position, chunk_id)
             data = _read_chunk(conn, rowid, name)
             if data is None:
                 raise NotFound(f"dataframe {id} was deleted while it was being read")
-            yield from codec.decode(data, name)
+            current = (checksum.verify_soon(data, expected, name), data, name)
+            if previous is not None:
+                yield from _verified(*previous)
+            previous = current
+        if previous is not None:
+            yield from _verified(*previous)
 
     def ipc_stream(self, id: str) -> Iterator[bytes]:
         """The dataframe as ONE Arrow IPC stream, in pieces (GET /v1/dataframes/{id}.arrow):
@@ -195,12 +210,13 @@ class Dataframes(Collection):
         """One chunk, by its id, as a pyarrow Table."""
         chunk = self.store.chunks.get(chunk_id)
         conn = self.db.conn
-        (rowid,) = conn.execute("SELECT rowid FROM chunk WHERE id = ?", (chunk_id,)).fetchone()
+        rowid, expected = conn.execute(f"SELECT rowid, {CHECKSUM} FROM chunk WHERE id = ?",
+                                       (chunk_id,)).fetchone()
         name = codec.chunk_name(chunk["dataframeId"], chunk["position"], chunk_id)
         data = _read_chunk(conn, rowid, name)
         if data is None:
             raise NotFound(f"chunk {chunk_id} was deleted while it was being read")
-        return pa.Table.from_batches(codec.decode(data, name))
+        return pa.Table.from_batches(_decoded(data, expected, name))
 
 
 def _ipc_pieces(db, frame_id: str, schema: pa.Schema | None,
@@ -211,13 +227,15 @@ def _ipc_pieces(db, frame_id: str, schema: pa.Schema | None,
             yield bytes(codec.schema_message(schema))
             sent_schema = True
         for chunk_id, position in chunks:
-            row = conn.execute("SELECT CAST(data AS BLOB) FROM chunk WHERE id = ?",
+            row = conn.execute(f"SELECT CAST(data AS BLOB), {CHECKSUM} FROM chunk WHERE id = ?",
                                (chunk_id,)).fetchone()
             if row is None:  # deleted since it was listed
                 continue
-            # sent undecoded, but a client's pyarrow would crash on broken offsets
-            # (with chunk checksums, to come, a matching checksum will do instead)
-            codec.decode(row[0], codec.chunk_name(frame_id, position, chunk_id))
+            # sent undecoded, but a client's pyarrow would crash on broken offsets: bytes
+            # that match their checksum are as written; others are decoded in full first
+            name = codec.chunk_name(frame_id, position, chunk_id)
+            if not checksum.verify(row[0], row[1], name):
+                codec.decode(row[0], name)
             head, messages = codec.stream_parts(row[0])
             if not sent_schema:
                 yield bytes(head)
@@ -225,6 +243,18 @@ def _ipc_pieces(db, frame_id: str, schema: pa.Schema | None,
             yield bytes(messages)
         if sent_schema:
             yield codec.END_OF_STREAM
+
+
+def _verified(check, data: pa.Buffer, name: str) -> list[pa.RecordBatch]:
+    """The batches of a chunk whose checksum `check` (a Future of checksum.verify) is
+    being verified: refused if it does not match."""
+    return codec.decode(data, name, checked=check.result())
+
+
+def _decoded(data: pa.Buffer, expected: int | None, name: str) -> list[pa.RecordBatch]:
+    """The batches of a chunk's bytes, refused (DataCorrupted) unless they match their
+    checksum; a chunk from before checksums is validated in full instead."""
+    return codec.decode(data, name, checked=checksum.verify(data, expected, name))
 
 
 def _read_chunk(conn: apsw.Connection, rowid: int, name: str) -> pa.Buffer | None:

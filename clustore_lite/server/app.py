@@ -50,10 +50,12 @@ class Server:
                  deliver: bool = True, delivery_options: dict | None = None,
                  webhook_allow=None, max_decoded_bytes: int = MAX_DECODED_BYTES,
                  allowed_hosts: list[str] = (), cors_origins: list[str] = (),
-                 readonly: bool = False):
+                 readonly: bool = False, durability: str = "full"):
         """`readonly`: serve queries and subscriptions only; mutations answer the
-        error code read-only and no event is delivered (nothing can queue one)."""
-        self.store = Store(path, webhook_allow=webhook_allow, readonly=readonly)
+        error code read-only and no event is delivered (nothing can queue one).
+        `durability`: as for Store."""
+        self.store = Store(path, webhook_allow=webhook_allow, readonly=readonly,
+                           durability=durability)
         self.auth = Authenticator.from_environment(self.store, admin_secret, jwt_secret)
         self.changes = Changes()
         self.workers = atomic.Workers()  # the threads of mutations' transactions
