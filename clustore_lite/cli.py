@@ -437,6 +437,7 @@ SHORT_HELP = {
     "hasura-metadata": "Write Hasura metadata for the PostgreSQL mirror.",
     "backup": "Copy the store consistently while others write.",
     "check": "Verify the store file; exit 1 on a problem.",
+    "vacuum": "Give the space of deleted rows back to the disk.",
 }
 for _name, _text in SHORT_HELP.items():
     main.commands[_name].short_help = _text

@@ -8,12 +8,14 @@ import os
 import sys
 import uuid
 
+import apsw
 import click
 import pyarrow as pa
 from tqdm import tqdm
 
 from .arrow import codec, files
 from .arrow.delimited import CsvOptions, parse_column_types
+from .db.sqlite_errors import translated
 from .errors import InvalidValue, NotFound
 from .store import Store
 
@@ -188,6 +190,7 @@ def import_(db, file, org, dataset, owner, fmt, append, chunk_rows, compression,
         option = "--compression" if compression else "--owner"
         raise click.UsageError(f"{option} applies to a new dataset; --append keeps the "
                                "dataset's own")
+    refuse_non_sqlite(db)  # named before FILE is read: the arguments may be swapped
     kind = files.guess_format(file, fmt)
     csv = csv_options(kind, given)
     lean_memory_pool()
@@ -210,9 +213,20 @@ def import_(db, file, org, dataset, owner, fmt, append, chunk_rows, compression,
         if not existed:
             _remove_store_files(db)
         raise
+    finally:  # Arrow's reading threads stopped now: left to the interpreter's exit,
+        reader.close()  # they abort it ("terminate called without an active exception")
+        source.reader.close()
     if created:
         click.echo(f"created organization {org!r}", err=True)
     click.echo(result)
+
+
+def refuse_non_sqlite(db: str) -> None:
+    """An existing DB that is not a SQLite file is refused with SQLite's own error."""
+    if os.path.isfile(db) and os.path.getsize(db) > 0:
+        with open(db, "rb") as head:
+            if head.read(16) != b"SQLite format 3\x00":
+                raise translated(apsw.NotADBError("file is not a database"), db)
 
 
 def _write(store: Store, org, dataset, owner, append, reader, chunk_rows, compression):
