@@ -23,8 +23,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .catalog import BLOB, BOOL, JSON, TABLES, ArrayRel, ObjectRel, Table, q
+from .catalog import BLOB, BOOL, JSON, TABLES, TEXT, ArrayRel, ObjectRel, Table, q
 from .errors import InvalidValue
+from .operators import OPERATORS, compile_operator, jsonb_key, jsonb_text, jsonb_value
 
 # visibility(compiler, table, alias) -> SQL predicate on the rows of `table` named
 # `alias` (values bound with compiler.bind), or None for "no restriction"
@@ -173,26 +174,36 @@ class Compiler:
                 related = self.rows(TABLES[rel.table], where=value, via=(rel, alias))
             return f"EXISTS ({related.select('1')})"
         if key in table.columns and key not in table.hidden:
-            _check_operands(table, key, value)
+            _check_operands(f"{table.name}.{key}", value)
             return self._column(table, alias, key, value)
         raise InvalidValue(f"{table.name} has no field {key!r} to filter on")
 
     def _column(self, table: Table, alias: str, column: str, ops: Any) -> str:
+        return self._operators(table.columns[column], self.column(table, alias, column), ops,
+                               f"{table.name}.{column}")
+
+    def _operators(self, kind: str, ref: str, ops: Any, what: str) -> str:
+        """SQL for an object of operators on `ref`, a value of `kind` (`what` in errors)."""
         if not isinstance(ops, dict) or not ops:
             raise InvalidValue(
-                f"filter on {table.name}.{column} must be an object of operators such as "
+                f"filter on {what} must be an object of operators such as "
                 f"{{_eq: ...}}, not {ops!r}")
-        kind = table.columns[column]
-        ref = self.column(table, alias, column)
         parts = []
         for op, value in ops.items():
             if op == "_is_null":
                 parts.append(f"{ref} IS {'' if value else 'NOT '}NULL")
                 continue
             if value is None:
-                raise InvalidValue(f"{op} on {table.name}.{column} needs a value; "
+                raise InvalidValue(f"{op} on {what} needs a value; "
                                    "use _is_null to test for null")
-            if op in COMPARISONS:
+            if kind == JSON and op in ("_eq", "_neq", "_in", "_nin"):
+                ref_key = jsonb_key(ref)  # jsonb compares values, not their texts
+                values = [value] if op in ("_eq", "_neq") else _listed(value)
+                listed = ", ".join(jsonb_value(self.bind, v) for v in values)
+                negate = "NOT " if op in ("_neq", "_nin") else ""
+                parts.append(f"{ref_key} {negate}IN ({listed})" if values else
+                             "0" if op == "_in" else "1")
+            elif op in COMPARISONS:
                 parts.append(f"{ref} {COMPARISONS[op]} {self._param(kind, value)}")
             elif op in ("_in", "_nin"):
                 values = _listed(value)
@@ -206,9 +217,20 @@ class Compiler:
             elif op in ("_ilike", "_nilike"):
                 negate = "NOT " if op == "_nilike" else ""
                 parts.append(f"lower({ref}) {negate}LIKE lower({self._param(kind, value)})")
+            elif op == "_cast" and kind == JSON:
+                parts.append(self._cast(ref, value, what))
+            elif op in OPERATORS:
+                parts.append(compile_operator(self.bind, kind, ref, op, value, what))
             else:
-                raise InvalidValue(f"unknown operator {op!r} on {table.name}.{column}")
+                raise InvalidValue(f"unknown operator {op!r} on {what}")
         return " AND ".join(parts)
+
+    def _cast(self, ref: str, casts: Any, what: str) -> str:
+        """Hasura's `_cast: {String: {...}}` on jsonb: String operators on its text."""
+        if not isinstance(casts, dict) or set(casts) - {"String"} or not casts:
+            raise InvalidValue(f"_cast on {what} takes {{String: {{...}}}}, not {casts!r}")
+        _check_operands(f"{what} as String", casts["String"])
+        return self._operators(TEXT, jsonb_text(ref), casts["String"], f"{what} as String")
 
     def _param(self, kind: str, value: Any) -> str:
         if kind == BOOL:
@@ -284,17 +306,17 @@ def _at_most(count: int, limit: int, what: str) -> None:
         raise InvalidValue(f"{what}; at most {limit} are allowed")
 
 
-def _check_operands(table: Table, column: str, ops: Any) -> None:
+def _check_operands(what: str, ops: Any) -> None:
     """The sizes of a column's operands: values of _in/_nin, patterns of _like & co."""
     if not isinstance(ops, dict):
         return  # _column explains what a filter on a column looks like
     for op, value in ops.items():
         if op in ("_in", "_nin") and isinstance(value, list):
             _at_most(len(value), MAX_IN_VALUES,
-                     f"{op} on {table.name}.{column} has {len(value)} values")
+                     f"{op} on {what} has {len(value)} values")
         elif op in LIKES and isinstance(value, str):
             _at_most(len(value), MAX_PATTERN,
-                     f"the {op} pattern on {table.name}.{column} has {len(value)} characters")
+                     f"the {op} pattern on {what} has {len(value)} characters")
 
 
 def _balanced(parts: list[str], operator: str) -> str:

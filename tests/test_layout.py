@@ -12,10 +12,10 @@ MAX_LINES = 600
 # Lowest first; a module may import its own layer and the layers below it.
 LAYERS = [
     ["errors", "catalog"],
-    ["values", "arrow.ipc_size", "arrow.codec", "arrow.files"],
+    ["values", "jsonb", "patterns", "arrow.ipc_size", "arrow.codec", "arrow.files"],
     ["db.event_sql", "db.recipients_sql", "db.migrations", "db.connection", "db.maintenance",
-     "db.sqlite_errors"],
-    ["query"],
+     "db.sqlite_errors", "db.sql_functions"],
+    ["operators", "query"],
     ["access.destinations", "access.roles", "access.audience"],
     ["model.base", "model.entities", "model.work", "model.dataframes", "model.eventlog"],
     ["access.rules"],

@@ -32,6 +32,7 @@ import apsw
 
 from ..errors import InvalidValue, StoreBusy, StoreReplaced, StoreVersionError, TransactionError
 from .migrations import LATEST, MIGRATIONS
+from .sql_functions import SQL_FUNCTIONS
 
 PAGE_SIZE = 65536
 BULK_BYTES = 16 << 20  # smaller writes are not worth a journal switch
@@ -83,7 +84,7 @@ def connect(path: str, session: Session | None = None,
     `functions` adds SQL functions (name -> (function, number of arguments))."""
     create_private(os.fspath(path))
     conn = apsw.Connection(os.fspath(path))
-    for name, (function, arity) in (functions or {}).items():
+    for name, (function, arity) in {**SQL_FUNCTIONS, **(functions or {})}.items():
         conn.create_scalar_function(name, function, arity, deterministic=True)
     session = session or Session()
     conn.create_scalar_function("clustore_session", lambda: session.json, 0)
