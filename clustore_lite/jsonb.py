@@ -7,8 +7,11 @@ text form (`_cast: {String: ...}` compares the text PostgreSQL prints)."""
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any, Callable
+
+from .errors import InvalidValue
 
 
 def parse(text: str | bytes) -> Any:
@@ -96,3 +99,25 @@ def _keys(value: Any) -> set[str]:
         return set(value)
     items = value if isinstance(value, list) else [value]
     return {item for item in items if isinstance(item, str)}
+
+
+PATH_STEP = re.compile(r"""\.?([^.\[\]"']+)|\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\]|\['([^']*)'\]""")
+
+
+def sqlite_path(path: str) -> str:
+    """Hasura's `path:` argument of a jsonb field (`$.a.b[0]`, `a["b c"]`, `a[0]`) as
+    an SQLite JSON path; InvalidValue for one it cannot read."""
+    rest, steps = path[1:] if path.startswith("$") else path, ["$"]
+    while rest:
+        match = PATH_STEP.match(rest)
+        if not match or (match.group(1) and match.start(1) == 0 and len(steps) > 1):
+            raise InvalidValue(f"invalid json path {path!r}: expected .key, [index] or "
+                               f"[\"key\"] at {rest!r}")
+        key, index, quoted, single = match.groups()
+        if index is not None:
+            steps.append(f"[{index}]")
+        else:
+            name = key if key is not None else single if single is not None else json.loads(f'"{quoted}"')
+            steps.append("." + json.dumps(name))
+        rest = rest[match.end():]
+    return "".join(steps)

@@ -51,6 +51,7 @@ MAX_ORDER_BY = 100  # order_by terms
 MAX_PATTERN = 10_000  # characters of a _like / _ilike pattern (at most 40000 bytes)
 MAX_PARAMETERS = 30_000  # values bound in one statement
 LIKES = ("_like", "_nlike", "_ilike", "_nilike")
+DISTINCT_RANK = q("clustore distinct rank")  # the window's column, named unlike any column
 
 
 @dataclass
@@ -107,12 +108,14 @@ class Compiler:
     def rows(self, table: Table, *, where: dict | None = None, via: Via | None = None,
              keys: dict | None = None, order_by: Any = None, ordered: bool = False,
              limit: int | None = None, offset: int | None = None,
-             image: str | None = None) -> Rows:
+             image: str | None = None, distinct_on: Any = None) -> Rows:
         """The rows of `table` that the caller sees and that match `where`; with `via`,
         only those related to the outer row; with `keys`, those with these column
         values; `ordered` adds order_by (ending with the key) and paging. With `image`
         (a row as JSON text, such as an event's `old` or `new`), that one row in place
-        of the stored ones: an event is judged by the table's own visibility."""
+        of the stored ones: an event is judged by the table's own visibility. With
+        `distinct_on` (and `ordered`), the first row of each group of equal values of
+        those columns, in order_by's order (PostgreSQL's DISTINCT ON)."""
         alias = self.alias()
         source, conditions = f"{table.quoted} {alias}", []
         if image is not None:
@@ -131,9 +134,33 @@ class Compiler:
             conditions.append(self.where(table, alias, where))
         rows = Rows(alias, source, " AND ".join(conditions) or "1")
         if ordered:
-            rows.order = self.order_by(table, alias, order_by)
+            if distinct_on:
+                self._distinct(rows, table, distinct_on, order_by)
+            else:
+                rows.order = self.order_by(table, alias, order_by)
             rows.paging = self.paging(limit, offset)
         return rows
+
+    def _distinct(self, rows: Rows, table: Table, distinct_on: Any, order_by: Any) -> None:
+        """Keep the first row of each group of `distinct_on` values, in the order of
+        order_by (by those columns when silent): numbered in their group by a window,
+        since SQLite has no DISTINCT ON. Columns are read as the caller reads them, so
+        a masked value is NULL: one group, as PostgreSQL groups nulls."""
+        columns = _listed(distinct_on)
+        for column in columns:
+            if column not in table.columns or column in table.hidden:
+                raise InvalidValue(f"{table.name} has no column {column!r} for distinct_on")
+        if order_by:
+            _check_distinct_leads(table, columns, order_by)
+        else:
+            order_by = [{column: "asc"} for column in dict.fromkeys(columns)]
+        alias = rows.alias
+        rows.order = self.order_by(table, alias, order_by)
+        groups = ", ".join(self.column(table, alias, c) for c in columns)
+        rows.source = (f"(SELECT {alias}.*, row_number() OVER (PARTITION BY {groups} ORDER BY "
+                       f"{rows.order}) AS {DISTINCT_RANK} FROM {rows.source} "
+                       f"WHERE {rows.condition}) {alias}")
+        rows.condition = f"{alias}.{DISTINCT_RANK} = 1"
 
     def paging(self, limit: int | None, offset: int | None) -> str:
         if limit is None and not offset:
@@ -294,6 +321,15 @@ class Compiler:
             self._nesting[counter] -= 1
 
 
+def _check_distinct_leads(table: Table, columns: list, order_by: Any) -> None:
+    """Hasura's rule (PostgreSQL's for DISTINCT ON): the first order_by terms are
+    columns, as many as distinct_on names, and the same ones."""
+    terms = [key for item in _listed(order_by) if isinstance(item, dict) for key in item]
+    leading = [key for key in terms[:len(columns)] if key in table.columns]
+    if len(leading) != len(columns) or not set(columns) <= set(leading):
+        raise InvalidValue('"distinct_on" columns must match initial "order_by" columns')
+
+
 def _image_select(table: Table, image: str) -> str:
     """SELECT of the columns of `table` read from the JSON object `image` (absent
     ones, such as tokens, are NULL)."""
@@ -349,11 +385,11 @@ def _join_condition(rel: ObjectRel | ArrayRel, outer: str, inner: str) -> str:
 
 
 def select_sql(table: Table, compiler: Compiler, where: dict | None = None, order_by: Any = None,
-               limit: int | None = None, offset: int | None = None):
+               limit: int | None = None, offset: int | None = None, distinct_on: Any = None):
     """A SELECT of the visible columns of the rows of `table` that the compiler's
     caller sees, as it reads them, and its parameters."""
     rows = compiler.rows(table, where=where, order_by=order_by, ordered=True,
-                         limit=limit, offset=offset)
+                         limit=limit, offset=offset, distinct_on=distinct_on)
     columns = ", ".join(f"{compiler.column(table, rows.alias, c)} AS {q(c)}"
                         for c in table.visible_columns)
     return rows.select(columns), compiler.params
