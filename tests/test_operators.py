@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from gql import Client as GqlClient
-from gql import gql
+from gql import GraphQLRequest, gql
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.requests import RequestsHTTPTransport
 
@@ -61,3 +61,108 @@ def test_jsonb_eq_in_the_python_api(tmp_path):
         store.trackings.create("k", payload={"a": 2})
         assert len(store.trackings.list(where={"payload": {"_eq": {"a": 2}}})) == 1
         assert store.trackings.list(where={"payload": {"_neq": {"a": 2}}}) == []
+
+
+# -- text patterns ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where, expected", [
+    ({"_similar": "(Alpha|beta)"}, {"Alpha", "beta"}),
+    ({"_similar": "%a"}, {"Alpha", "beta"}),  # SIMILAR TO matches the whole text
+    ({"_nsimilar": "%a"}, {"gamma 3", "a.c", "abc"}),
+    ({"_similar": "a.c"}, {"a.c"}),  # . is a plain dot in SIMILAR TO
+    ({"_regex": "a.c"}, {"a.c", "abc"}),  # ... and any character in a regex
+    ({"_regex": "^[[:alpha:]]+$"}, {"Alpha", "beta", "abc"}),
+    ({"_regex": "[[:digit:]]$"}, {"gamma 3"}),
+    ({"_regex": "^a"}, {"a.c", "abc"}),
+    ({"_iregex": "^a"}, {"Alpha", "a.c", "abc"}),
+    ({"_nregex": "a"}, set()),
+    ({"_niregex": "^A"}, {"beta", "gamma 3"}),
+    ({"_regex": "\\mgamma\\M"}, {"gamma 3"}),  # PostgreSQL's word boundaries
+])
+def test_text_patterns(served, where, expected):
+    assert names(Client(served[0]), {"name": where}) == expected
+
+
+def test_patterns_through_gql_and_their_errors(served):
+    """A bad pattern, a catastrophic one and one over the limits are refused with
+    validation-failed and a message naming why (never a 500 or a hung server)."""
+    transport = RequestsHTTPTransport(url=f"{served[0]}/v1/graphql", timeout=30)
+    query = gql("query($w: user_bool_exp!) { users(where: $w) { name } }")
+    with GqlClient(transport=transport) as session:
+        found = session.execute(GraphQLRequest(query, variable_values={
+            "w": {"name": {"_regex": "^(Al|be)"}}}))
+        assert {u["name"] for u in found["users"]} == {"Alpha", "beta"}
+        for pattern, message in [("(unclosed", "invalid regular expression"),
+                                 ("(a+)+$", "repeats a group"), ("(x|xy)*", "repeats a group"),
+                                 ("a" * 1001, "MAX_REGEX_PATTERN")]:
+            with pytest.raises(TransportQueryError) as refused:
+                session.execute(GraphQLRequest(query, variable_values={
+                    "w": {"name": {"_regex": pattern}}}))
+            error = refused.value.errors[0]
+            assert message in error["message"] and error["extensions"]["code"] == "validation-failed"
+
+
+def test_matched_text_is_bounded(tmp_path):
+    """A text past MAX_REGEX_TEXT is refused by name rather than matched."""
+    with clustore_lite.open(tmp_path / "s.sqlite") as store:
+        store.trackings.create("big", payload={"text": "x" * 100_001})
+        store.trackings.create("small", payload={"text": "x"})
+        where = {"payload": {"_cast": {"String": {"_regex": "y"}}}}
+        with pytest.raises(clustore_lite.errors.InvalidValue, match="MAX_REGEX_TEXT"):
+            store.trackings.list(where=where)
+        small = {"_and": [{"kind": {"_eq": "small"}}, where]}
+        assert store.trackings.list(where=small) == []
+
+
+# -- jsonb ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where, expected", [
+    ({"_contains": {"a": 2}}, {"two"}),
+    ({"_contains": {"tags": ["y"]}}, {"two"}),
+    ({"_contains": {"nested": {"k": [{"deep": True}]}}}, {"two"}),
+    ({"_contains": {"b": 1}}, {"spaced"}),  # 1 = 1.0
+    ({"_contains": "p"}, {"list", "scalar"}),  # an array contains a scalar it holds
+    ({"_contains": ["q", 3]}, {"list"}),
+    ({"_contained_in": {"a": 2, "tags": ["x", "y", "z"], "nested": {"k": [1, {"deep": True}]},
+                        "other": 1}}, {"two"}),
+    ({"_contained_in": ["p", "q", 3, 4]}, {"list", "scalar"}),
+    ({"_has_key": "a"}, {"two", "spaced"}),
+    ({"_has_key": "p"}, {"list", "scalar"}),  # a string of an array is a key
+    ({"_has_keys_any": ["b", "tags"]}, {"two", "spaced"}),
+    ({"_has_keys_all": ["a", "tags"]}, {"two"}),
+    ({"_has_keys_all": []}, {"two", "spaced", "list", "scalar"}),
+    ({"_cast": {"String": {"_eq": '{"a": "text", "b": 1.0}'}}}, {"spaced"}),  # jsonb's text
+    ({"_cast": {"String": {"_like": '%"tags": ["x", "y"]%'}}}, {"two"}),
+    ({"_cast": {"String": {"_similar": '\\[%\\]'}}}, {"list"}),
+    ({"_cast": {"String": {"_in": ['"p"', "nothing"]}}}, {"scalar"}),
+])
+def test_jsonb_operators(served, where, expected):
+    assert kinds(Client(served[0]), {"payload": where}) == expected
+
+
+def test_jsonb_path_argument(served):
+    client = Client(served[0])
+    data = client('{ trackings(order_by: {kind: asc}) { kind a: payload(path: "a") '
+                  'deep: payload(path: "$.nested.k[1].deep") first: payload(path: "[0]") } }')
+    by_kind = {row["kind"]: row for row in data["trackings"]}
+    assert by_kind["two"] == {"kind": "two", "a": 2, "deep": True, "first": None}
+    assert by_kind["spaced"]["a"] == "text" and by_kind["list"]["first"] == "p"
+    assert by_kind["none"] == {"kind": "none", "a": None, "deep": None, "first": None}
+    response = client.post('{ trackings { payload(path: "a..b") } }').json()
+    assert "invalid json path" in response["errors"][0]["message"]
+    assert response["errors"][0]["extensions"]["code"] == "validation-failed"
+
+
+def test_masked_columns_cannot_be_matched(served):
+    """A caller matches a masked value as absent: other users' emails match no pattern."""
+    url, db = served
+    with clustore_lite.open(db) as store:
+        ana = store.users.create("ana-masked", "ana@example.org")
+        bob = store.users.create("bob-masked", "bob@example.org")
+        org = store.organizations.create("masked-org", owner_id=ana.id, public="guest")
+        store.teams.create(org.id, "both", members=[ana.id, bob.id])
+    as_bob = Client(url)
+    as_bob.http.headers.update({"X-Hasura-Role": "user", "X-Hasura-User-Id": bob.id})
+    assert names(as_bob, {"email": {"_regex": "example"}}) == {"bob-masked"}
+    assert names(as_bob, {"email": {"_nregex": "bob"}}) == set()
+    assert "ana-masked" in names(as_bob, {"name": {"_similar": "%masked"}})
