@@ -29,6 +29,8 @@ def _render(value: Any, number: Callable[[Decimal], str]) -> str:
         return "[" + ", ".join(_render(item, number) for item in value) + "]"
     if isinstance(value, Decimal):
         return number(value)
+    if isinstance(value, str):
+        return _string(value)
     return json.dumps(value)  # true, false, null
 
 
@@ -38,7 +40,7 @@ def _string(text: str) -> str:
 
 def _printed(number: Decimal) -> str:
     """PostgreSQL's numeric output: the input's scale kept (1.50), no exponent."""
-    return format(number, "f")
+    return format(number.copy_abs() if number.is_zero() else number, "f")  # no -0
 
 
 def _normal(number: Decimal) -> str:

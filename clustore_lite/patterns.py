@@ -5,6 +5,8 @@ SIMILAR TO is translated to a regular expression exactly as PostgreSQL's
 `similar_escape` does; PostgreSQL's regular expressions (Spencer's ARE) are
 translated to Python's `re` where they differ (`.` matches a newline, `$` only at
 the end, `\\m \\M \\y \\Y` word boundaries, `\\b` a backspace, `[[:alpha:]]` classes).
+Classes (`\\w`, `[[:alpha:]]`) and case-insensitivity are ASCII-only, as PostgreSQL's
+in the C locale: the same answer whatever the server's locale.
 
 Python's `re` backtracks without a time limit, so a pattern is refused before it
 runs when it is longer than MAX_REGEX_PATTERN characters or has the shapes that
@@ -90,7 +92,7 @@ def to_python(pattern: str) -> str:
             closed = groups.pop() if len(groups) > 1 else [False, False]
             i += 1
         elif char in "*+{" or (char == "?" and out and out[-1] not in "(|"):
-            quantifier, repeats = _quantifier(pattern, i)
+            quantifier, repeats, used = _quantifier(pattern, i)
             if repeats and last_group is not None and any(last_group):
                 raise InvalidValue(
                     "the regular expression repeats a group that holds a repetition or an "
@@ -98,7 +100,7 @@ def to_python(pattern: str) -> str:
                     "exponential time; write it without nesting them")
             groups[-1][0] = groups[-1][0] or repeats
             out.append(quantifier)
-            i += len(quantifier)
+            i += used
             last_group = last_group if not repeats else None
             continue
         else:
@@ -113,16 +115,19 @@ def to_python(pattern: str) -> str:
     return "".join(out)
 
 
-def _quantifier(pattern: str, start: int) -> tuple[str, bool]:
-    """The quantifier at `start`, and whether it repeats (`?` and `{0,1}`, `{1}`... do
-    not)."""
+def _quantifier(pattern: str, start: int) -> tuple[str, bool, int]:
+    """The quantifier at `start` in Python's syntax, whether it repeats (`?` and
+    `{0,1}`, `{1}`... do not), and how many characters of `pattern` it took."""
     if pattern[start] != "{":
-        return pattern[start], pattern[start] != "?"
-    match = re.match(r"\{(\d*)(,?)(\d*)\}", pattern[start:])
+        return pattern[start], pattern[start] != "?", 1
+    if not pattern[start + 1:start + 2].isdigit():
+        return "\\{", False, 1  # not a bound: a literal brace, in PostgreSQL's AREs
+    match = re.match(r"\{(\d+)(,?)(\d*)\}", pattern[start:])
     if not match:
-        return "{", False  # a literal brace, as Python reads it
+        raise InvalidValue(f"invalid repetition count in the regular expression {pattern!r}")
     low, comma, high = match.groups()
-    return match.group(0), bool(comma and not high) or int(high or low or 0) > 1
+    repeats = bool(comma and not high) or int(high or low) > 1
+    return match.group(0), repeats, match.end()
 
 
 def _bracket(pattern: str, start: int, out: list[str]) -> int:
@@ -161,7 +166,7 @@ def compiled(pattern: str, similar: bool, ignore_case: bool) -> re.Pattern:
         raise InvalidValue(f"the pattern has {len(pattern)} characters; at most "
                            f"{MAX_REGEX_PATTERN} are allowed (MAX_REGEX_PATTERN)")
     source = to_python(similar_to_regex(pattern) if similar else pattern)
-    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+    flags = re.DOTALL | re.ASCII | (re.IGNORECASE if ignore_case else 0)  # the C locale
     try:
         return re.compile(source, flags)
     except re.error as error:
