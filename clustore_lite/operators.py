@@ -5,6 +5,7 @@ query.py calls `compile_operator` for them; the one builder of rows stays there.
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any, Callable
 
@@ -21,6 +22,12 @@ PATTERN_OPERATORS = {
 JSONB_OPERATORS = ("_contains", "_contained_in", "_has_key", "_has_keys_any", "_has_keys_all")
 OPERATORS = (*PATTERN_OPERATORS, *JSONB_OPERATORS)
 Bind = Callable[[Any], str]
+_BUDGETS = itertools.count(1)
+
+
+def new_budget() -> int:
+    """A number for one statement's budget of matching time (patterns.BUDGETS)."""
+    return next(_BUDGETS)
 
 
 def jsonb_key(sql: str) -> str:
@@ -37,8 +44,10 @@ def jsonb_text(sql: str) -> str:
     return f"clustore_jsonb_text({sql})"
 
 
-def compile_operator(bind: Bind, kind: str, ref: str, op: str, value: Any, what: str) -> str:
-    """SQL for one of OPERATORS on `ref` (a column of `kind`, named `what` in errors)."""
+def compile_operator(bind: Bind, kind: str, ref: str, op: str, value: Any, what: str,
+                     budget: int) -> str:
+    """SQL for one of OPERATORS on `ref` (a column of `kind`, named `what` in errors);
+    patterns spend the statement's `budget` of matching time."""
     if op in PATTERN_OPERATORS:
         if kind != TEXT:
             raise InvalidValue(f"{op} applies to text, and {what} is not text")
@@ -46,7 +55,8 @@ def compile_operator(bind: Bind, kind: str, ref: str, op: str, value: Any, what:
             raise InvalidValue(f"{op} on {what} takes a pattern (a string), not {value!r}")
         similar, ignore_case, negated = PATTERN_OPERATORS[op]
         compiled(value, similar, ignore_case)  # a bad pattern is refused before it runs
-        test = f"clustore_matches({ref}, {bind(value)}, {int(similar)}, {int(ignore_case)})"
+        test = (f"clustore_matches({ref}, {bind(value)}, {int(similar)}, {int(ignore_case)}, "
+                f"{bind(budget)})")
         return f"NOT {test}" if negated else test
     if kind != JSON:
         raise InvalidValue(f"{op} applies to jsonb, and {what} is not jsonb")

@@ -3,26 +3,33 @@
 
 SIMILAR TO is translated to a regular expression exactly as PostgreSQL's
 `similar_escape` does; PostgreSQL's regular expressions (Spencer's ARE) are
-translated to Python's `re` where they differ (`.` matches a newline, `$` only at
+translated to Python's syntax where they differ (`.` matches a newline, `$` only at
 the end, `\\m \\M \\y \\Y` word boundaries, `\\b` a backspace, `[[:alpha:]]` classes).
 Classes (`\\w`, `[[:alpha:]]`) and case-insensitivity are ASCII-only, as PostgreSQL's
 in the C locale: the same answer whatever the server's locale.
 
-Python's `re` backtracks without a time limit, so a pattern is refused before it
-runs when it is longer than MAX_REGEX_PATTERN characters or has the shapes that
-backtrack catastrophically (a repeated group holding a repetition or an
-alternation, such as `(a+)+` or `(a|aa)*`), and a text longer than MAX_REGEX_TEXT
-characters is refused rather than matched."""
+They run on the `regex` module (the syntax of `re`, plus a timeout): a backtracking
+engine can take exponential time, so against runaway patterns (ReDoS) a pattern has
+at most MAX_REGEX_PATTERN characters and no repeated group that holds a repetition
+(`(a+)+`: refused before it runs), a matched text at most MAX_REGEX_TEXT characters,
+and the matching of one statement at most MAX_REGEX_SECONDS in all; each limit is
+named in its error."""
 
 from __future__ import annotations
 
+import collections
 import functools
 import re
+import threading
+import time
+
+import regex
 
 from .errors import InvalidValue
 
 MAX_REGEX_PATTERN = 1_000  # characters of a _similar / _regex pattern
 MAX_REGEX_TEXT = 100_000  # characters of a text matched against one
+MAX_REGEX_SECONDS = 2.0  # matching in one statement (its budget), all rows together
 
 CLASSES = {  # POSIX bracket classes (ASCII, as in the C locale)
     "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "blank": " \\t", "cntrl": "\\x00-\\x1f\\x7f",
@@ -72,12 +79,13 @@ def similar_to_regex(pattern: str) -> str:
 
 
 def to_python(pattern: str) -> str:
-    """A PostgreSQL regular expression (ARE) as Python's `re` syntax; InvalidValue
-    for a catastrophic shape (see the module's docstring)."""
-    out, i, groups = [], 0, [[False, False]]  # per open group: (repeats inside, has |)
-    last_group = None  # flags of the group that just closed, if the last atom was one
+    """A PostgreSQL regular expression (ARE) in Python's syntax; InvalidValue for a
+    repeated group that holds a repetition (see the module's docstring)."""
+    out, i = [], 0
+    repeating = [False]  # per open group: whether a repetition is inside it
+    closed = None  # after a group's `)`: whether it held a repetition; else None
     while i < len(pattern):
-        char, closed = pattern[i], None
+        char, just_closed = pattern[i], None
         if char == "\\" and i + 1 < len(pattern):
             out.append(ESCAPES.get(pattern[i + 1], pattern[i:i + 2]))
             i += 2
@@ -85,33 +93,29 @@ def to_python(pattern: str) -> str:
             i = _bracket(pattern, i, out)
         elif char == "(":
             out.append(char)
-            groups.append([False, False])
+            repeating.append(False)
             i += 1
         elif char == ")":
             out.append(char)
-            closed = groups.pop() if len(groups) > 1 else [False, False]
+            just_closed = repeating.pop() if len(repeating) > 1 else False
+            repeating[-1] = repeating[-1] or just_closed  # an inner repetition is ours too
             i += 1
         elif char in "*+{" or (char == "?" and out and out[-1] not in "(|"):
             quantifier, repeats, used = _quantifier(pattern, i)
-            if repeats and last_group is not None and any(last_group):
+            if repeats and closed:
                 raise InvalidValue(
-                    "the regular expression repeats a group that holds a repetition or an "
-                    f"alternation (near {pattern[max(0, i - 20):i + 1]!r}), which can take "
-                    "exponential time; write it without nesting them")
-            groups[-1][0] = groups[-1][0] or repeats
+                    "the regular expression repeats a group that holds a repetition (near "
+                    f"{pattern[max(0, i - 20):i + 1]!r}), which can take exponential time; "
+                    "write it without nesting them")
+            repeating[-1] = repeating[-1] or repeats
             out.append(quantifier)
             i += used
-            last_group = last_group if not repeats else None
+            closed = closed if not repeats else None  # `(a+)?+` is still a nesting
             continue
         else:
-            if char == "|":
-                groups[-1][1] = True
-            out.append({"$": r"\Z"}.get(char, char))
+            out.append(r"\Z" if char == "$" else char)
             i += 1
-        if closed is not None:
-            groups[-1][0] = groups[-1][0] or closed[0]  # an inner repetition is ours too
-            groups[-1][1] = groups[-1][1] or closed[1]
-        last_group = closed
+        closed = just_closed
     return "".join(out)
 
 
@@ -159,23 +163,48 @@ def _bracket(pattern: str, start: int, out: list[str]) -> int:
 
 
 @functools.lru_cache(maxsize=256)
-def compiled(pattern: str, similar: bool, ignore_case: bool) -> re.Pattern:
-    """The Python pattern for a _similar (similar=True) or _regex-like pattern;
+def compiled(pattern: str, similar: bool, ignore_case: bool) -> regex.Pattern:
+    """The compiled pattern for a _similar (similar=True) or _regex-like pattern;
     InvalidValue that says why for a pattern that cannot be used."""
     if len(pattern) > MAX_REGEX_PATTERN:
         raise InvalidValue(f"the pattern has {len(pattern)} characters; at most "
                            f"{MAX_REGEX_PATTERN} are allowed (MAX_REGEX_PATTERN)")
     source = to_python(similar_to_regex(pattern) if similar else pattern)
-    flags = re.DOTALL | re.ASCII | (re.IGNORECASE if ignore_case else 0)  # the C locale
+    flags = regex.DOTALL | regex.ASCII | (regex.IGNORECASE if ignore_case else 0)  # C locale
     try:
-        return re.compile(source, flags)
-    except re.error as error:
+        return regex.compile(source, flags)
+    except regex.error as error:
         raise InvalidValue(f"invalid regular expression {pattern!r}: {error}") from None
 
 
-def matches(text: str | None, pattern: str | None, similar: int, ignore_case: int) -> int | None:
+class Budgets:
+    """The matching time each statement has spent, by the budget number its compiler
+    bound (the most recent statements only: an old one has long finished)."""
+
+    def __init__(self, kept: int = 4096):
+        self.spent: collections.OrderedDict[int, float] = collections.OrderedDict()
+        self.kept = kept
+        self.lock = threading.Lock()
+
+    def left(self, budget: int) -> float:
+        with self.lock:
+            return MAX_REGEX_SECONDS - self.spent.get(budget, 0.0)
+
+    def spend(self, budget: int, seconds: float) -> None:
+        with self.lock:
+            self.spent[budget] = self.spent.get(budget, 0.0) + seconds
+            self.spent.move_to_end(budget)
+            while len(self.spent) > self.kept:
+                self.spent.popitem(last=False)
+
+
+BUDGETS = Budgets()
+
+
+def matches(text: str | None, pattern: str | None, similar: int, ignore_case: int,
+            budget: int) -> int | None:
     """SQL: 1 if `text` matches (SIMILAR TO anchors the whole text; a regex searches
-    in it), NULL if either is NULL."""
+    in it), NULL if either is NULL; within the statement's `budget` of time."""
     if text is None or pattern is None:
         return None
     if not isinstance(text, str):
@@ -184,4 +213,14 @@ def matches(text: str | None, pattern: str | None, similar: int, ignore_case: in
         raise InvalidValue(f"a text of {len(text)} characters was to be matched against a "
                            f"regular expression; at most {MAX_REGEX_TEXT} are allowed "
                            "(MAX_REGEX_TEXT)")
-    return int(compiled(pattern, bool(similar), bool(ignore_case)).search(text) is not None)
+    started = time.monotonic()
+    try:
+        found = compiled(pattern, bool(similar), bool(ignore_case)).search(
+            text, timeout=max(BUDGETS.left(budget), 0.001))
+    except TimeoutError:
+        raise InvalidValue(f"matching the regular expression {pattern[:50]!r} took more than "
+                           f"{MAX_REGEX_SECONDS:g} s in this query; at most "
+                           f"{MAX_REGEX_SECONDS:g} s are allowed (MAX_REGEX_SECONDS)") from None
+    finally:
+        BUDGETS.spend(budget, time.monotonic() - started)
+    return int(found is not None)

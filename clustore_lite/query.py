@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 from .catalog import BLOB, BOOL, JSON, TABLES, TEXT, ArrayRel, ObjectRel, Table, q
 from .errors import InvalidValue
-from .operators import OPERATORS, compile_operator, jsonb_key, jsonb_text, jsonb_value
+from .operators import (OPERATORS, compile_operator, jsonb_key, jsonb_text, jsonb_value,
+                        new_budget)
 
 # visibility(compiler, table, alias) -> SQL predicate on the rows of `table` named
 # `alias` (values bound with compiler.bind), or None for "no restriction"
@@ -82,6 +83,7 @@ class Compiler:
         self._aliases = itertools.count()
         self._nesting = {"where": 0, "hops": 0}  # where's current depth, relationships
         self._conditions = 0
+        self.budget = new_budget()  # the matching time of its patterns, all together
 
     def alias(self) -> str:
         return f"t{next(self._aliases)}"
@@ -247,7 +249,7 @@ class Compiler:
             elif op == "_cast" and kind == JSON:
                 parts.append(self._cast(ref, value, what))
             elif op in OPERATORS:
-                parts.append(compile_operator(self.bind, kind, ref, op, value, what))
+                parts.append(compile_operator(self.bind, kind, ref, op, value, what, self.budget))
             else:
                 raise InvalidValue(f"unknown operator {op!r} on {what}")
         return " AND ".join(parts)

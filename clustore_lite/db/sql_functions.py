@@ -10,7 +10,7 @@ from .. import jsonb, patterns
 
 # SQL name -> (function, number of arguments)
 SQL_FUNCTIONS: dict[str, tuple[Callable, int]] = {
-    "clustore_matches": (patterns.matches, 4),  # (text, pattern, similar, ignore_case)
+    "clustore_matches": (patterns.matches, 5),  # (text, pattern, similar, ignore_case, budget)
     "clustore_jsonb_key": (jsonb.key, 1),  # jsonb equality: equal values, equal keys
     "clustore_jsonb_text": (jsonb.text, 1),  # value::text
     "clustore_jsonb_contains": (jsonb.contains, 2),  # a @> b
