@@ -31,6 +31,16 @@ def snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
+def column_pg_type(kind: str, column: str) -> str:
+    """The PostgreSQL type of a column (the mirror's DDL; Hasura's scalars derive from it)."""
+    if kind == TEXT and column.endswith("At"):
+        return "timestamptz"
+    if kind == TEXT and (column == "id" or column.endswith("Id")):
+        return "uuid"
+    return {INT: "bigint", REAL: "float8", BOOL: "boolean", JSON: "jsonb", BLOB: "bytea",
+            TEXT: "text"}[kind]
+
+
 @dataclass(frozen=True)
 class ObjectRel:
     """`field` holds the row of `table` whose `remote` column equals our `column`."""
@@ -72,6 +82,11 @@ class Table:
     @property
     def has_owner(self) -> bool:
         return "owner" in self.objects
+
+    @property
+    def pk(self) -> tuple[str, ...]:
+        """The columns that name one row: the arguments of the by-pk field."""
+        return ("id",) if "id" in self.columns else self.key
 
     @property
     def visible_columns(self) -> list[str]:
@@ -173,3 +188,19 @@ ACCESS_OWNERS = tuple(name for name, t in TABLES.items() if t.owns_access)
 OWNED = tuple(name for name, t in TABLES.items() if t.has_owner)  # have an owner (admin)
 FRAME_OWNERS = {name: t.frames for name, t in TABLES.items() if t.frames}  # a dataframe's rights
 BY_PLURAL = {t.plural: t for t in TABLES.values()}
+
+
+def pg_type(table: str, column: str) -> str:
+    """The PostgreSQL type of TABLES[table].columns[column]."""
+    return column_pg_type(TABLES[table].columns[column], column)
+
+
+def root_field_names(table: str) -> dict[str, str]:
+    """Hasura's root fields of a table, kind -> name: the served API (graphql/sdl.py) and
+    the Hasura metadata's custom_root_fields (mirror/hasura.py) both name them from here."""
+    one, many = table, TABLES[table].plural
+    return {"select": many, "select_by_pk": one, "select_aggregate": f"{many}_aggregate",
+            "select_stream": f"{many}_stream", "insert": f"insert_{one}",
+            "insert_one": f"insert_{one}_one", "update": f"update_{one}",
+            "update_by_pk": f"update_{one}_by_pk", "update_many": f"update_{one}_many",
+            "delete": f"delete_{one}", "delete_by_pk": f"delete_{one}_by_pk"}

@@ -22,7 +22,7 @@ LAYERS = [
     ["store"],
     ["access.http", "demo", "outbound", "delivery", "mirror.pg_schema", "mirror.postgres",
      "mirror.hasura"],
-    ["graphql.error_paths", "graphql.atomic", "graphql.errors", "graphql.limits",
+    ["graphql.sdl", "graphql.error_paths", "graphql.atomic", "graphql.errors", "graphql.limits",
      "graphql.documents", "graphql.select", "graphql.live", "graphql.mutations", "graphql.schema",
      "graphql.fastpath"],
     ["server.errors", "server.graphql_http", "server.guard", "server.bodies",

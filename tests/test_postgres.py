@@ -22,7 +22,8 @@ try:
     from psycopg.rows import dict_row
 
     from clustore_lite.mirror import postgres
-    from clustore_lite.mirror.pg_schema import ORDER, pg_type
+    from clustore_lite.catalog import pg_type
+    from clustore_lite.mirror.pg_schema import ORDER
 except ImportError as missing:
     unavailable(f"{missing} (pip install -e '.[test]')")
 

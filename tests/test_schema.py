@@ -1,9 +1,11 @@
-"""schema.graphql (kept by hand) agrees with the store's catalog."""
+"""The served schema (schema.graphql kept by hand + sdl.py's generated part) agrees
+with the store's catalog, in Hasura's type names."""
 
 from graphql import build_schema, get_named_type
 
 from clustore_lite.catalog import TABLES
 from clustore_lite.graphql.schema import root_fields, schema_text
+from clustore_lite.graphql.sdl import column_type
 
 SCHEMA = build_schema(schema_text())
 
@@ -38,5 +40,16 @@ def test_every_type_has_hasuras_root_fields_and_inputs():
 
 
 def test_hasura_scalars():
-    for scalar in ("uuid", "timestamptz", "jsonb", "bigint"):
+    for scalar in ("uuid", "timestamptz", "jsonb", "bigint", "float8"):
         assert scalar in SCHEMA.type_map
+
+
+def test_every_column_has_the_scalar_its_postgresql_type_gives():
+    """Item 12 of issue 14: INT columns are bigint (as in the mirror), REAL float8, ..."""
+    for name, table in TABLES.items():
+        fields = SCHEMA.type_map[name].fields
+        for column in table.visible_columns:
+            assert get_named_type(fields[column].type).name == column_type(name, column), \
+                f"{name}.{column}"
+    assert SCHEMA.type_map["chunk"].fields["position"].type.of_type.name == "bigint"
+    assert SCHEMA.type_map["event_delivery"].fields["nextTryAt"].type.name == "float8"

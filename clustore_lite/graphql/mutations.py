@@ -11,7 +11,7 @@ from typing import Any
 from graphql import get_named_type
 
 from ..arrow import codec
-from ..catalog import TABLES, snake
+from ..catalog import TABLES, root_field_names, snake
 from ..errors import InvalidValue, PermissionDenied
 from ..query import MAX_IN_VALUES, MAX_TERMS
 from .errors import in_transaction
@@ -249,10 +249,9 @@ def _pk_where(table: str, pk: dict) -> dict:
 
 
 def bind(mutation, table: str) -> None:
-    for op, field in (("insert", f"insert_{table}"), ("insert_one", f"insert_{table}_one"),
-                      ("update", f"update_{table}"), ("update_by_pk", f"update_{table}_by_pk"),
-                      ("delete", f"delete_{table}"), ("delete_by_pk", f"delete_{table}_by_pk")):
-        mutation.set_field(field, _resolver(table, op))
+    names = root_field_names(table)
+    for op in ("insert", "insert_one", "update", "update_by_pk", "delete", "delete_by_pk"):
+        mutation.set_field(names[op], _resolver(table, op))
 
 
 def _resolver(table: str, op: str):

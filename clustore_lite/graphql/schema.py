@@ -1,4 +1,5 @@
-"""The executable GraphQL schema: schema.graphql (kept by hand) bound to resolvers.
+"""The executable GraphQL schema: schema.graphql (kept by hand) and the SDL generated
+from the catalog (sdl.py), bound to resolvers.
 
 Queries and subscriptions compile their whole selection to one SQL statement per root
 field (select.py). Mutations go through the Python API, so the same checks, events
@@ -13,23 +14,27 @@ from typing import Any
 from ariadne import ObjectType, ScalarType, SubscriptionType, make_executable_schema
 from graphql import GraphQLObjectType, get_named_type, value_from_ast_untyped
 
-from ..catalog import TABLES
+from ..catalog import TABLES, root_field_names
 from ..errors import ClustoreError
 from ..values import check_id
 from . import mutations
 from .errors import in_thread
 from .live import subscription_source
+from .sdl import generated_sdl, with_json_paths
 from .select import run, selection
 
 def root_fields(table_name: str) -> dict[str, str]:
     """The root query fields of a table (Hasura's names) -> what each answers."""
-    plural = TABLES[table_name].plural
-    return {plural: "list", f"{plural}_aggregate": "aggregate", table_name: "pk"}
+    names = root_field_names(table_name)
+    return {names["select"]: "list", names["select_aggregate"]: "aggregate",
+            names["select_by_pk"]: "pk"}
 
 
 def schema_text() -> str:
-    """schema.graphql (a link to the one at the top of a checkout; a copy once installed)."""
-    return resources.files(__package__).joinpath("schema.graphql").read_text()
+    """The whole SDL served: schema.graphql (kept by hand; a link to the one at the top of
+    a checkout, a copy once installed) and what sdl.py generates from the catalog."""
+    hand = resources.files(__package__).joinpath("schema.graphql").read_text()
+    return with_json_paths(hand) + "\n" + generated_sdl()
 
 
 def answer_root_field(info, table_name: str, kind: str, args: dict) -> Any:
@@ -80,6 +85,12 @@ def _parse_bigint(value: Any) -> int:
     return value
 
 
+def _parse_float8(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"a float8 is a number, not {value!r}")
+    return float(value)
+
+
 def _literal(parse):
     def parse_literal(node, variables=None):
         return parse(value_from_ast_untyped(node, variables))
@@ -110,7 +121,7 @@ def build_schema():
     scalars = [ScalarType("jsonb", serializer=_identity, value_parser=_identity,
                           literal_parser=value_from_ast_untyped)]
     for name, parse in (("uuid", _parse_uuid), ("timestamptz", _parse_timestamp),
-                        ("bigint", _parse_bigint)):
+                        ("bigint", _parse_bigint), ("float8", _parse_float8)):
         scalars.append(ScalarType(name, serializer=_identity, value_parser=parse,
                                   literal_parser=_literal(parse)))
     schema = make_executable_schema(schema_text(), query, subscription, mutation, *scalars)

@@ -13,7 +13,7 @@ import os
 import yaml
 
 from ..access.roles import MASKED_COLUMNS
-from ..catalog import ACCESS_OWNERS, ROLES, TABLES
+from ..catalog import ACCESS_OWNERS, ROLES, TABLES, root_field_names
 from ..db.event_sql import EVENT_COLUMNS
 from .pg_schema import ORDER
 
@@ -282,16 +282,9 @@ def _ref(table: str) -> dict:
 
 def table_metadata(table: str, webhook_env: str) -> dict:
     spec = TABLES[table]
-    singular, plural = table, TABLES[table].plural
     meta: dict = {"table": _ref(table), "configuration": {
-        "custom_name": singular,
-        "custom_root_fields": {
-            "select": plural, "select_by_pk": singular,
-            "select_aggregate": f"{plural}_aggregate", "select_stream": f"{plural}_stream",
-            "insert": f"insert_{singular}", "insert_one": f"insert_{singular}_one",
-            "update": f"update_{singular}", "update_by_pk": f"update_{singular}_by_pk",
-            "update_many": f"update_{singular}_many",
-            "delete": f"delete_{singular}", "delete_by_pk": f"delete_{singular}_by_pk"},
+        "custom_name": table,
+        "custom_root_fields": root_field_names(table),
         "column_config": {}}}
     objects = [{"name": name, "using": {"foreign_key_constraint_on": rel.column}}
                for name, rel in spec.objects.items()]

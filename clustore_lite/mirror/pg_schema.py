@@ -7,7 +7,6 @@ tests/test_postgres.py checks both stay column for column and key for key alike.
 
 from __future__ import annotations
 
-from ..catalog import BLOB, BOOL, INT, JSON, TABLES
 from ..db.migrations import ROLES_CHECK
 
 MIRROR_VERSION = 2  # bump with a new step in MIRROR_UPGRADES when the DDL changes
@@ -25,15 +24,6 @@ NATURAL_KEYS = {
     "team": [("organizationId", "name")],
     "dataset": [("organizationId", "name")],
 }
-
-
-def pg_type(table: str, column: str) -> str:
-    kind = TABLES[table].columns[column]
-    if column in ("createdAt", "updatedAt"):
-        return "timestamptz"
-    if column == "id" or column.endswith("Id"):
-        return "uuid"
-    return {INT: "bigint", BOOL: "boolean", JSON: "jsonb", BLOB: "bytea"}.get(kind, "text")
 
 
 _DEFAULTS = "\n".join(

@@ -39,10 +39,10 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from .. import values as v
-from ..catalog import ACCESS_OWNERS, BOOL, FRAME_OWNERS, TABLES, q
+from ..catalog import ACCESS_OWNERS, BOOL, FRAME_OWNERS, TABLES, pg_type, q
 from ..errors import ClustoreError
 from .pg_schema import (BOOKKEEPING, BOOKKEEPING_DDL, MIRROR_UPGRADES, MIRROR_VERSION,
-                        NATURAL_KEYS, ORDER, pg_type)
+                        NATURAL_KEYS, ORDER)
 
 BATCH_BYTES = 64 * 2**20  # chunk bytes per PostgreSQL transaction
 BATCH_ROWS = 5000  # rows per PostgreSQL transaction
