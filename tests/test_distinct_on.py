@@ -8,12 +8,14 @@ import asyncio
 
 import pytest
 from gql import Client as GqlClient
+from graphql import GraphQLNonNull, get_named_type
 from gql import gql
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.requests import RequestsHTTPTransport
 from gql.transport.websockets import WebsocketsTransport
 
 import clustore_lite
+from clustore_lite.catalog import TABLES
 from clustore_lite.errors import InvalidValue
 from serving import Client, running_server
 
@@ -145,3 +147,22 @@ def test_python_api_list_distinct_on(tmp_path):
             store.trackings.list(distinct_on="kind", order_by={"createdAt": "asc"})
         with pytest.raises(InvalidValue, match="no column 'nope'"):
             store.trackings.list(distinct_on="nope")
+
+
+def test_every_list_and_aggregate_field_takes_distinct_on(world):
+    """The served schema, introspected by the gql client: `distinct_on:
+    [T_select_column!]` on every list and _aggregate of every root type and table."""
+    transport = RequestsHTTPTransport(url=f"{world[0]}/v1/graphql", timeout=30)
+    with GqlClient(transport=transport, fetch_schema_from_transport=True) as session:
+        schema = session.client.schema
+    checked = 0
+    for type_name in ("query_root", "subscription_root", *TABLES):
+        for field_name, field in schema.type_map[type_name].fields.items():
+            target = get_named_type(field.type).name
+            table = target[: -len("_aggregate")] if target.endswith("_aggregate") else target
+            if not isinstance(field.type, GraphQLNonNull) or table not in TABLES \
+                    or "where" not in field.args:
+                continue
+            assert str(field.args["distinct_on"].type) == f"[{table}_select_column!]", field_name
+            checked += 1
+    assert checked == 2 * 2 * len(TABLES) + 2 * sum(len(t.arrays) for t in TABLES.values())

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 from gql import Client as GqlClient
+from graphql import get_named_type
 from gql import GraphQLRequest, gql
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.requests import RequestsHTTPTransport
 
 import clustore_lite
+from clustore_lite.catalog import TABLES
 from serving import Client, running_server
 
 PAYLOADS = {
@@ -179,3 +181,25 @@ def test_masked_columns_cannot_be_matched(served):
     assert names(as_bob, {"email": {"_regex": "example"}}) == {"bob-masked"}
     assert names(as_bob, {"email": {"_nregex": "bob"}}) == set()
     assert "ana-masked" in names(as_bob, {"name": {"_similar": "%masked"}})
+
+
+def test_the_served_schema_has_hasuras_operators(served):
+    """Introspected by the gql client: the text and jsonb operators with Hasura's
+    argument types, jsonb_cast_exp, and `path: String` on every jsonb column field."""
+    transport = RequestsHTTPTransport(url=f"{served[0]}/v1/graphql", timeout=30)
+    with GqlClient(transport=transport, fetch_schema_from_transport=True) as session:
+        schema = session.client.schema
+    text = schema.type_map["String_comparison_exp"].fields
+    for op in ("_similar", "_nsimilar", "_regex", "_nregex", "_iregex", "_niregex"):
+        assert str(text[op].type) == "String"
+    jsonb = {name: str(field.type) for name, field in schema.type_map["jsonb_comparison_exp"].fields.items()}
+    assert {k: jsonb[k] for k in ("_contains", "_contained_in", "_has_key", "_has_keys_any",
+                                  "_has_keys_all", "_cast")} == {
+        "_contains": "jsonb", "_contained_in": "jsonb", "_has_key": "String",
+        "_has_keys_any": "[String!]", "_has_keys_all": "[String!]", "_cast": "jsonb_cast_exp"}
+    assert str(schema.type_map["jsonb_cast_exp"].fields["String"].type) == "String_comparison_exp"
+    for name, table in TABLES.items():
+        for column in table.visible_columns:
+            field = schema.type_map[name].fields[column]
+            if str(get_named_type(field.type)) == "jsonb":
+                assert str(field.args["path"].type) == "String", f"{name}.{column}"
