@@ -158,7 +158,8 @@ class Compiler:
             order_by = [{column: "asc"} for column in dict.fromkeys(columns)]
         alias = rows.alias
         rows.order = self.order_by(table, alias, order_by)
-        groups = ", ".join(self.column(table, alias, c) for c in columns)
+        groups = ", ".join(jsonb_key(self.column(table, alias, c)) if table.columns[c] == JSON
+                           else self.column(table, alias, c) for c in columns)  # jsonb's equality
         rows.source = (f"(SELECT {alias}.*, row_number() OVER (PARTITION BY {groups} ORDER BY "
                        f"{rows.order}) AS {DISTINCT_RANK} FROM {rows.source} "
                        f"WHERE {rows.condition}) {alias}")

@@ -166,3 +166,13 @@ def test_every_list_and_aggregate_field_takes_distinct_on(world):
             assert str(field.args["distinct_on"].type) == f"[{table}_select_column!]", field_name
             checked += 1
     assert checked == 2 * 2 * len(TABLES) + 2 * sum(len(t.arrays) for t in TABLES.values())
+
+
+def test_jsonb_columns_group_by_value(tmp_path):
+    """distinct_on a jsonb column groups equal values however they are spelled, as
+    PostgreSQL's jsonb equality does ({"a": 1, "b": 2} and {"b": 2, "a": 1.0})."""
+    with clustore_lite.open(tmp_path / "s.sqlite") as store:
+        for payload in ({"a": 1, "b": 2}, {"b": 2, "a": 1.0}, {"a": 2}):
+            store.trackings.create("k", payload=payload)
+        rows = store.trackings.list(distinct_on="payload")
+        assert [r["payload"] for r in rows] == [{"a": 1, "b": 2}, {"a": 2}]
