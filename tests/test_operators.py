@@ -203,3 +203,16 @@ def test_the_served_schema_has_hasuras_operators(served):
             field = schema.type_map[name].fields[column]
             if str(get_named_type(field.type)) == "jsonb":
                 assert str(field.args["path"].type) == "String", f"{name}.{column}"
+
+
+def test_fast_and_ordinary_paths_agree(served):
+    """@include on the root field sends the query through Ariadne, not the fast path."""
+    client = Client(served[0])
+    for args, selection in [
+            ('where: {payload: {_contains: {a: 2}}}', 'kind a: payload(path: "a")'),
+            ('where: {payload: {_cast: {String: {_regex: "^\\\\["}}}}', 'kind payload'),
+            ('where: {kind: {_similar: "(two|list)"}}', 'kind t: payload(path: "tags[1]")')]:
+        fast = client(f"{{ trackings({args}, order_by: {{kind: asc}}) {{ {selection} }} }}")
+        slow = client(f"{{ trackings({args}, order_by: {{kind: asc}}) @include(if: true) "
+                      f"{{ {selection} }} }}")
+        assert fast == slow and fast["trackings"], args
