@@ -174,7 +174,10 @@ def test_a_damaged_file_is_answered_with_a_code_of_its_own(tmp_path):
             response = client.http.request("POST" if path == "/v1/graphql" else "GET",
                                            f"{url}{path}", json={"query": "{ teams { id } }"},
                                            headers=token)
-            assert response.status_code < 500, response.text
+            # Hasura answers every error of /v1/graphql with 200 (Apollo then hands the
+            # code to the application); the Arrow routes answer a 4xx
+            assert response.status_code == (200 if path == "/v1/graphql" else 409), \
+                response.text
             answer = response.json()
             code = answer["errors"][0]["extensions"]["code"] if "errors" in answer else answer["code"]
             assert code == "data-corrupted", answer
@@ -182,7 +185,7 @@ def test_a_damaged_file_is_answered_with_a_code_of_its_own(tmp_path):
                          '{ organizations { name teams { name } } }',
                          'mutation { update_team(where: {}, _set: {name: "x"}) { affected_rows } }'):
             response = client.post(document)
-            assert response.status_code < 500, response.text
+            assert response.status_code == 200, response.text
             [error] = response.json()["errors"]
             assert error["extensions"]["code"] == "data-corrupted", error
             assert "the store file is damaged" in error["message"]

@@ -192,17 +192,17 @@ class Server:
         try:
             store = await self.caller_store(request)
         except AuthError as error:  # Hasura answers credentials' errors with 200 too
-            return graphql_http.error_response(error.code, str(error))
+            return graphql_error_response(error.code, str(error))
         if media_type(request) != "application/json":
-            return graphql_error_response(415, "validation-failed",
+            return graphql_error_response("validation-failed",
                                           "a GraphQL request is a JSON body: send it with "
-                                          "Content-Type: application/json")
+                                          "Content-Type: application/json", 415)
         try:
             data = await decode_json(await self.bodies.read(request, MAX_JSON_BYTES))
         except BodyRefused as error:
-            return graphql_error_response(error.status, "validation-failed", str(error))
+            return graphql_error_response("validation-failed", str(error), error.status)
         except NotJSON as error:
-            return graphql_http.error_response(error.code, str(error))
+            return graphql_error_response(error.code, str(error))
         return await graphql_http.respond(data, lambda one: self._answer(request, store, one))
 
     async def _answer(self, request: Request, store: Store, data) -> str:

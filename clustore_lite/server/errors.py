@@ -28,10 +28,16 @@ def store_error_response(error: ClustoreError) -> JSONResponse:
     return error_response(status, error.code, str(error))
 
 
-def graphql_error_response(status: int, code: str, message: str) -> JSONResponse:
-    """A refusal of /v1/graphql by the transport (413, 415, 429), in Hasura's shape."""
-    return JSONResponse({"errors": [{"message": message, "extensions": {"path": "$", "code": code}}]},
-                        status_code=status)
+def graphql_error_body(code: str, message: str, path: str = "$") -> dict:
+    """One error of a GraphQL request as a whole, in Hasura's shape."""
+    return {"errors": [{"message": message, "extensions": {"path": path, "code": code}}]}
+
+
+def graphql_error_response(code: str, message: str, status: int = 200) -> JSONResponse:
+    """A GraphQL request refused as a whole: 200 as Hasura answers every GraphQL error
+    (credentials, a body not JSON, a damaged file), or the status of a refusal by the
+    transport itself (413, 415, 429)."""
+    return JSONResponse(graphql_error_body(code, message), status_code=status)
 
 
 def sqlite_error_response(request: Request, error: apsw.Error) -> JSONResponse:
@@ -40,7 +46,7 @@ def sqlite_error_response(request: Request, error: apsw.Error) -> JSONResponse:
     logging.getLogger("clustore_lite.server").error("%s %s: %s", request.method,
                                                     request.url.path, error)
     if request.url.path.startswith("/v1/graphql"):
-        return graphql_error_response(400, ours.code, str(ours))
+        return graphql_error_response(ours.code, str(ours))
     return error_response(409, ours.code, str(ours))
 
 

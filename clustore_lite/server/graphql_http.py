@@ -18,14 +18,9 @@ from starlette.responses import Response
 
 from ..errors import ClustoreError
 from ..graphql import atomic
+from .errors import graphql_error_body
 
-ROOT = "$"
 MAX_BATCH = 20  # operations in one batch (Apollo's BatchHttpLink sends at most 10 by default)
-
-
-def error_body(code: str, message: str, path: str = ROOT) -> dict:
-    """One error of the request as a whole, in Hasura's shape."""
-    return {"errors": [{"message": message, "extensions": {"path": path, "code": code}}]}
 
 
 def dumps(value: Any) -> str:
@@ -38,11 +33,6 @@ def answer_json(text: str) -> Response:
     return Response(text, 200, media_type="application/json")
 
 
-def error_response(code: str, message: str) -> Response:
-    """A request refused as a whole before it runs (credentials, a body not JSON)."""
-    return answer_json(dumps(error_body(code, message)))
-
-
 async def respond(data: Any, answer: Callable[[Any], Awaitable[str]]) -> Response:
     """The response to a decoded request body; `answer` gives the JSON text of one
     operation's answer. A batch's operations are answered one after the other, each
@@ -50,7 +40,7 @@ async def respond(data: Any, answer: Callable[[Any], Awaitable[str]]) -> Respons
     if not isinstance(data, list):
         return answer_json(await _answer_one(answer, data))
     if len(data) > MAX_BATCH:  # one answer, not one per operation: its size stays bounded
-        return answer_json(dumps(error_body(
+        return answer_json(dumps(graphql_error_body(
             "validation-failed", f"a batch holds at most {MAX_BATCH} operations, this one "
             f"{len(data)}: send it in several batches")))
     answers = [await _answer_one(answer, operation) for operation in data]
@@ -61,7 +51,7 @@ async def _answer_one(answer: Callable[[Any], Awaitable[str]], operation: Any) -
     try:
         return await answer(operation)
     except ClustoreError as error:  # refused before any field ran (a store file replaced)
-        return dumps(error_body(error.code, str(error)))
+        return dumps(graphql_error_body(error.code, str(error)))
 
 
 async def run_atomically(handler: GraphQLHTTPHandler, request: Request, data: Any,
@@ -78,7 +68,7 @@ async def run_atomically(handler: GraphQLHTTPHandler, request: Request, data: An
     try:
         await transaction.finish(commit=not result.get("errors"))
     except ClustoreError as error:  # the COMMIT itself failed
-        return dumps(error_body(error.code, str(error)))
+        return dumps(graphql_error_body(error.code, str(error)))
     if transaction.rolled_back:
         return dumps({"errors": [error for error in result["errors"]
                                  if error.get("extensions", {}).get("code") != atomic.SKIPPED]})
