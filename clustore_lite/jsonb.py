@@ -23,8 +23,8 @@ def parse(text: str | bytes) -> Any:
 def _render(value: Any, number: Callable[[Decimal], str]) -> str:
     if isinstance(value, dict):
         # jsonb keeps an object's keys shorter first, then by their bytes
-        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
-        return "{" + ", ".join(f"{_string(k)}: {_render(value[k], number)}" for k in keys) + "}"
+        return "{" + ", ".join(f"{_string(k)}: {_render(value[k], number)}"
+                               for k in _stored(value)) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(_render(item, number) for item in value) + "]"
     if isinstance(value, Decimal):
@@ -101,6 +101,62 @@ def _keys(value: Any) -> set[str]:
         return set(value)
     items = value if isinstance(value, list) else [value]
     return {item for item in items if isinstance(item, str)}
+
+
+def compare(left: str | None, right: str | None) -> int | None:
+    """jsonb's order (PostgreSQL's btree, for _gt & co.): -1, 0 or 1; NULL if either
+    is NULL. Object > array > boolean > number > string > null; containers compare
+    by size first, then item by item (an object's keys in jsonb's order). At the top
+    level a scalar is a one-item array that sorts before the arrays of its size."""
+    if left is None or right is None:
+        return None
+    a, b = parse(left), parse(right)
+    if isinstance(a, dict) or isinstance(b, dict):
+        return _compare(a, b)
+    raw_a, raw_b = not isinstance(a, list), not isinstance(b, list)
+    items_a, items_b = ([a] if raw_a else a), ([b] if raw_b else b)
+    result = 0
+    if raw_a != raw_b:
+        result = -1 if raw_a else 1
+    if len(items_a) != len(items_b):
+        result = 1 if len(items_a) > len(items_b) else -1
+    return result or _items(items_a, items_b)
+
+
+def _rank(value: Any) -> int:
+    if value is None:
+        return 0
+    return 3 if isinstance(value, bool) else 1 if isinstance(value, str) else \
+        2 if isinstance(value, Decimal) else 4 if isinstance(value, list) else 5
+
+
+def _compare(a: Any, b: Any) -> int:
+    if _rank(a) != _rank(b):
+        return 1 if _rank(a) > _rank(b) else -1
+    if isinstance(a, (list, dict)) and len(a) != len(b):
+        return 1 if len(a) > len(b) else -1
+    if isinstance(a, list):
+        return _items(a, b)
+    if isinstance(a, dict):
+        pairs = [(x, y) for ka, kb in zip(_stored(a), _stored(b))
+                 for x, y in ((ka, kb), (a[ka], b[kb]))]
+        return _items([x for x, _ in pairs], [y for _, y in pairs])
+    if a is None:
+        return 0
+    return (a > b) - (a < b)  # strings as the C locale orders them: by code point
+
+
+def _stored(value: dict) -> list[str]:
+    """An object's keys in jsonb's order: shorter first, then by their bytes."""
+    return sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+
+
+def _items(a: list, b: list) -> int:
+    for x, y in zip(a, b):
+        result = _compare(x, y)
+        if result:
+            return result
+    return 0
 
 
 PATH_STEP = re.compile(r"""\.?([^.\[\]"']+)|\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\]|\['([^']*)'\]""")

@@ -39,6 +39,11 @@ def jsonb_value(bind: Bind, value: Any) -> str:
     return jsonb_key(bind(json.dumps(value)))
 
 
+def jsonb_order(bind: Bind, ref: str, comparison: str, value: Any) -> str:
+    """SQL for `ref <comparison> value` in jsonb's order (_gt, _gte, _lt, _lte)."""
+    return f"clustore_jsonb_compare({ref}, {bind(json.dumps(value))}) {comparison} 0"
+
+
 def jsonb_text(sql: str) -> str:
     """SQL for jsonb's text (`value::text`), which `_cast: {String: ...}` compares."""
     return f"clustore_jsonb_text({sql})"

@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 from .catalog import BLOB, BOOL, JSON, TABLES, TEXT, ArrayRel, ObjectRel, Table, q
 from .errors import InvalidValue
-from .operators import (OPERATORS, compile_operator, jsonb_key, jsonb_text, jsonb_value,
-                        new_budget)
+from .operators import (OPERATORS, compile_operator, jsonb_key, jsonb_order, jsonb_text,
+                        jsonb_value, new_budget)
 
 # visibility(compiler, table, alias) -> SQL predicate on the rows of `table` named
 # `alias` (values bound with compiler.bind), or None for "no restriction"
@@ -233,6 +233,8 @@ class Compiler:
                 negate = "NOT " if op in ("_neq", "_nin") else ""
                 parts.append(f"{ref_key} {negate}IN ({listed})" if values else
                              "0" if op == "_in" else "1")
+            elif kind == JSON and op in COMPARISONS:
+                parts.append(jsonb_order(self.bind, ref, COMPARISONS[op], value))
             elif op in COMPARISONS:
                 parts.append(f"{ref} {COMPARISONS[op]} {self._param(kind, value)}")
             elif op in ("_in", "_nin"):

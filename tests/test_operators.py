@@ -150,6 +150,11 @@ def test_matched_text_is_bounded(tmp_path):
     ({"_cast": {"String": {"_like": '%"tags": ["x", "y"]%'}}}, {"two"}),
     ({"_cast": {"String": {"_similar": '\\[%\\]'}}}, {"list"}),
     ({"_cast": {"String": {"_in": ['"p"', "nothing"]}}}, {"scalar"}),
+    # jsonb's order: objects by their number of keys first, then keys and values
+    ({"_gt": {"z": 0}}, {"two", "spaced"}),
+    ({"_lt": {"a": 1, "b": 1, "c": 1}}, {"spaced", "list", "scalar"}),
+    ({"_gte": ["p", "q", 3]}, {"two", "spaced", "list"}),
+    ({"_lte": "p"}, {"scalar"}),
 ])
 def test_jsonb_operators(served, where, expected):
     assert kinds(Client(served[0]), {"payload": where}) == expected

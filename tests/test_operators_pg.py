@@ -1,5 +1,5 @@
 """The operators of item 11 against a real PostgreSQL: SIMILAR TO, the POSIX regular
-expressions, jsonb equality, containment, key tests and jsonb's text answer as
+expressions, jsonb equality, order, containment, key tests and jsonb's text answer as
 PostgreSQL answers, on fixed cases and on jsonb values hypothesis makes (derandomized)."""
 
 from __future__ import annotations
@@ -72,13 +72,14 @@ JSON = st.recursive(
     max_leaves=8)
 
 
-@settings(max_examples=150, derandomize=True, deadline=None)
+@settings(max_examples=300, derandomize=True, deadline=None)
 @given(JSON, JSON)
 def test_jsonb_as_postgresql(pg, left, right):
     a, b = json.dumps(left), json.dumps(right)
-    row = pg.execute("SELECT %s::jsonb = %s::jsonb, %s::jsonb @> %s::jsonb, %s::jsonb::text",
-                     (a, b, a, b, a)).fetchone()
+    row = pg.execute("SELECT %s::jsonb = %s::jsonb, %s::jsonb @> %s::jsonb, %s::jsonb::text, "
+                     "%s::jsonb < %s::jsonb, %s::jsonb > %s::jsonb", (a, b, a, b, a, a, b, a, b)).fetchone()
     assert (jsonb.key(a) == jsonb.key(b)) == row[0], (a, b)
+    assert (jsonb.compare(a, b) < 0, jsonb.compare(a, b) > 0) == (row[3], row[4]), (a, b)
     assert bool(jsonb.contains(a, b)) == row[1], (a, b)
     assert jsonb.text(a) == row[2], a
     for key in ("a", "b", "é"):
@@ -86,3 +87,19 @@ def test_jsonb_as_postgresql(pg, left, right):
     keys = ["a", "cc"]
     assert bool(jsonb.has_keys(a, json.dumps(keys), 1)) == pg_value(pg, "SELECT %s::jsonb ?& %s", a, keys)
     assert bool(jsonb.has_keys(a, json.dumps(keys), 0)) == pg_value(pg, "SELECT %s::jsonb ?| %s", a, keys)
+
+
+ORDER_CASES = [([], None), ([1], 5), ([1, 2], 5), ({}, []), ({}, "z"), (True, 10), ("b", "ab"),
+               ({"b": 1}, {"aa": 0}), ({"a": 1, "b": 2}, {"a": 1, "c": 0}), ([[1]], [1]),
+               (1.0, 1), (-0.0, 0), ([None], None), ("é", "z"), ({"a": [1]}, {"a": [1, 0]})]
+
+
+@pytest.mark.parametrize("left, right", ORDER_CASES)
+def test_jsonb_order_as_postgresql(pg, left, right):
+    """The corners of jsonb's order: the empty top-level array before null, a scalar
+    before the arrays of its size, objects by size and then by keys in jsonb's order."""
+    a, b = json.dumps(left), json.dumps(right)
+    expected = pg_value(pg, "SELECT CASE WHEN %s::jsonb < %s::jsonb THEN -1 "
+                            "WHEN %s::jsonb > %s::jsonb THEN 1 ELSE 0 END", a, b, a, b)
+    assert jsonb.compare(a, b) == expected
+    assert jsonb.compare(b, a) == -expected
