@@ -221,3 +221,20 @@ def test_fast_and_ordinary_paths_agree(served):
         slow = client(f"{{ trackings({args}, order_by: {{kind: asc}}) @include(if: true) "
                       f"{{ {selection} }} }}")
         assert fast == slow and fast["trackings"], args
+
+
+@pytest.mark.parametrize("where, message", [
+    ({"payload": {"_cast": {"Int": {"_eq": 1}}}}, "_cast on tracking.payload takes {String:"),
+    ({"payload": {"_has_key": 3}}, "_has_key on tracking.payload takes a key"),
+    ({"payload": {"_has_keys_any": "a"}}, "takes a list of keys"),
+    ({"kind": {"_contains": {"a": 1}}}, "_contains applies to jsonb, and tracking.kind is not"),
+    ({"payload": {"_regex": "a"}}, "_regex applies to text, and tracking.payload is not"),
+    ({"kind": {"_similar": 5}}, "_similar on tracking.kind takes a pattern"),
+    ({"kind": {"_regex": "a{2"}}, "invalid repetition count"),
+])
+def test_bad_operands_are_explained(tmp_path, where, message):
+    """The Python API takes the same operators; a wrong operand gets a message."""
+    with clustore_lite.open(tmp_path / "s.sqlite") as store:
+        with pytest.raises(clustore_lite.errors.InvalidValue) as refused:
+            store.trackings.list(where=where)
+        assert message in str(refused.value)
