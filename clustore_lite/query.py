@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import aggregation
-from .catalog import BLOB, BOOL, JSON, TABLES, ArrayRel, ObjectRel, Table, q
+from .catalog import BLOB, BOOL, JSON, TABLES, TEXT, ArrayRel, ObjectRel, Table, q
 from .errors import InvalidValue
+from .operators import (OPERATORS, compile_operator, jsonb_key, jsonb_order, jsonb_text,
+                        jsonb_value, new_budget)
 
 # visibility(compiler, table, alias) -> SQL predicate on the rows of `table` named
 # `alias` (values bound with compiler.bind), or None for "no restriction"
@@ -51,6 +53,7 @@ MAX_ORDER_BY = 100  # order_by terms
 MAX_PATTERN = 10_000  # characters of a _like / _ilike pattern (at most 40000 bytes)
 MAX_PARAMETERS = 30_000  # values bound in one statement
 LIKES = ("_like", "_nlike", "_ilike", "_nilike")
+DISTINCT_RANK = q("clustore distinct rank")  # the window's column, named unlike any column
 
 
 @dataclass
@@ -81,6 +84,7 @@ class Compiler:
         self._aliases = itertools.count()
         self._nesting = {"where": 0, "hops": 0}  # where's current depth, relationships
         self._conditions = 0
+        self.budget = new_budget()  # the matching time of its patterns, all together
 
     def alias(self) -> str:
         return f"t{next(self._aliases)}"
@@ -107,12 +111,14 @@ class Compiler:
     def rows(self, table: Table, *, where: dict | None = None, via: Via | None = None,
              keys: dict | None = None, order_by: Any = None, ordered: bool = False,
              limit: int | None = None, offset: int | None = None,
-             image: str | None = None) -> Rows:
+             image: str | None = None, distinct_on: Any = None) -> Rows:
         """The rows of `table` that the caller sees and that match `where`; with `via`,
         only those related to the outer row; with `keys`, those with these column
         values; `ordered` adds order_by (ending with the key) and paging. With `image`
         (a row as JSON text, such as an event's `old` or `new`), that one row in place
-        of the stored ones: an event is judged by the table's own visibility."""
+        of the stored ones: an event is judged by the table's own visibility. With
+        `distinct_on` (and `ordered`), the first row of each group of equal values of
+        those columns, in order_by's order (PostgreSQL's DISTINCT ON)."""
         alias = self.alias()
         source, conditions = f"{table.quoted} {alias}", []
         if image is not None:
@@ -131,9 +137,34 @@ class Compiler:
             conditions.append(self.where(table, alias, where))
         rows = Rows(alias, source, " AND ".join(conditions) or "1")
         if ordered:
-            rows.order = self.order_by(table, alias, order_by)
+            if distinct_on:
+                self._distinct(rows, table, distinct_on, order_by)
+            else:
+                rows.order = self.order_by(table, alias, order_by)
             rows.paging = self.paging(limit, offset)
         return rows
+
+    def _distinct(self, rows: Rows, table: Table, distinct_on: Any, order_by: Any) -> None:
+        """Keep the first row of each group of `distinct_on` values, in the order of
+        order_by (by those columns when silent): numbered in their group by a window,
+        since SQLite has no DISTINCT ON. Columns are read as the caller reads them, so
+        a masked value is NULL: one group, as PostgreSQL groups nulls."""
+        columns = _listed(distinct_on)
+        for column in columns:
+            if column not in table.columns or column in table.hidden:
+                raise InvalidValue(f"{table.name} has no column {column!r} for distinct_on")
+        if order_by:
+            _check_distinct_leads(table, columns, order_by)
+        else:
+            order_by = [{column: "asc"} for column in dict.fromkeys(columns)]
+        alias = rows.alias
+        rows.order = self.order_by(table, alias, order_by)
+        groups = ", ".join(jsonb_key(self.column(table, alias, c)) if table.columns[c] == JSON
+                           else self.column(table, alias, c) for c in columns)  # jsonb's equality
+        rows.source = (f"(SELECT {alias}.*, row_number() OVER (PARTITION BY {groups} ORDER BY "
+                       f"{rows.order}) AS {DISTINCT_RANK} FROM {rows.source} "
+                       f"WHERE {rows.condition}) {alias}")
+        rows.condition = f"{alias}.{DISTINCT_RANK} = 1"
 
     def paging(self, limit: int | None, offset: int | None) -> str:
         if limit is None and not offset:
@@ -176,7 +207,7 @@ class Compiler:
                 related = self.rows(TABLES[rel.table], where=value, via=(rel, alias))
             return f"EXISTS ({related.select('1')})"
         if key in table.columns and key not in table.hidden:
-            _check_operands(table, key, value)
+            _check_operands(f"{table.name}.{key}", value)
             return self._column(table, alias, key, value)
         raise InvalidValue(f"{table.name} has no field {key!r} to filter on")
 
@@ -199,7 +230,16 @@ class Compiler:
             if value is None:
                 raise InvalidValue(f"{op} on {what} needs a value; "
                                    "use _is_null to test for null")
-            if op in COMPARISONS:
+            if kind == JSON and op in ("_eq", "_neq", "_in", "_nin"):
+                ref_key = jsonb_key(ref)  # jsonb compares values, not their texts
+                values = [value] if op in ("_eq", "_neq") else _listed(value)
+                listed = ", ".join(jsonb_value(self.bind, v) for v in values)
+                negate = "NOT " if op in ("_neq", "_nin") else ""
+                parts.append(f"{ref_key} {negate}IN ({listed})" if values else
+                             "0" if op == "_in" else "1")
+            elif kind == JSON and op in COMPARISONS:
+                parts.append(jsonb_order(self.bind, ref, COMPARISONS[op], value))
+            elif op in COMPARISONS:
                 parts.append(f"{ref} {COMPARISONS[op]} {self._param(kind, value)}")
             elif op in ("_in", "_nin"):
                 values = _listed(value)
@@ -213,9 +253,20 @@ class Compiler:
             elif op in ("_ilike", "_nilike"):
                 negate = "NOT " if op == "_nilike" else ""
                 parts.append(f"lower({ref}) {negate}LIKE lower({self._param(kind, value)})")
+            elif op == "_cast" and kind == JSON:
+                parts.append(self._cast(ref, value, what))
+            elif op in OPERATORS:
+                parts.append(compile_operator(self.bind, kind, ref, op, value, what, self.budget))
             else:
                 raise InvalidValue(f"unknown operator {op!r} on {what}")
         return " AND ".join(parts)
+
+    def _cast(self, ref: str, casts: Any, what: str) -> str:
+        """Hasura's `_cast: {String: {...}}` on jsonb: String operators on its text."""
+        if not isinstance(casts, dict) or set(casts) - {"String"} or not casts:
+            raise InvalidValue(f"_cast on {what} takes {{String: {{...}}}}, not {casts!r}")
+        _check_operands(f"{what} as String", casts["String"])
+        return self.compare(jsonb_text(ref), TEXT, casts["String"], f"{what} as String")
 
     def _param(self, kind: str, value: Any) -> str:
         if kind == BOOL:
@@ -287,6 +338,15 @@ class Compiler:
             self._nesting[counter] -= 1
 
 
+def _check_distinct_leads(table: Table, columns: list, order_by: Any) -> None:
+    """Hasura's rule (PostgreSQL's for DISTINCT ON): the first order_by terms are
+    columns, as many as distinct_on names, and the same ones."""
+    terms = [key for item in _listed(order_by) if isinstance(item, dict) for key in item]
+    leading = [key for key in terms[:len(columns)] if key in table.columns]
+    if len(leading) != len(columns) or not set(columns) <= set(leading):
+        raise InvalidValue('"distinct_on" columns must match initial "order_by" columns')
+
+
 def _image_select(table: Table, image: str) -> str:
     """SELECT of the columns of `table` read from the JSON object `image` (absent
     ones, such as tokens, are NULL)."""
@@ -305,17 +365,17 @@ def _at_most(count: int, limit: int, what: str) -> None:
         raise InvalidValue(f"{what}; at most {limit} are allowed")
 
 
-def _check_operands(table: Table, column: str, ops: Any) -> None:
+def _check_operands(what: str, ops: Any) -> None:
     """The sizes of a column's operands: values of _in/_nin, patterns of _like & co."""
     if not isinstance(ops, dict):
         return  # _column explains what a filter on a column looks like
     for op, value in ops.items():
         if op in ("_in", "_nin") and isinstance(value, list):
             _at_most(len(value), MAX_IN_VALUES,
-                     f"{op} on {table.name}.{column} has {len(value)} values")
+                     f"{op} on {what} has {len(value)} values")
         elif op in LIKES and isinstance(value, str):
             _at_most(len(value), MAX_PATTERN,
-                     f"the {op} pattern on {table.name}.{column} has {len(value)} characters")
+                     f"the {op} pattern on {what} has {len(value)} characters")
 
 
 def _balanced(parts: list[str], operator: str) -> str:
@@ -348,11 +408,11 @@ def _join_condition(rel: ObjectRel | ArrayRel, outer: str, inner: str) -> str:
 
 
 def select_sql(table: Table, compiler: Compiler, where: dict | None = None, order_by: Any = None,
-               limit: int | None = None, offset: int | None = None):
+               limit: int | None = None, offset: int | None = None, distinct_on: Any = None):
     """A SELECT of the visible columns of the rows of `table` that the compiler's
     caller sees, as it reads them, and its parameters."""
     rows = compiler.rows(table, where=where, order_by=order_by, ordered=True,
-                         limit=limit, offset=offset)
+                         limit=limit, offset=offset, distinct_on=distinct_on)
     columns = ", ".join(f"{compiler.column(table, rows.alias, c)} AS {q(c)}"
                         for c in table.visible_columns)
     return rows.select(columns), compiler.params

@@ -249,7 +249,12 @@ def copy_for(store, caller: str, ids: dict, path, rng: random.Random):
 SCHEMA = build_schema()
 DIRECTIONS = ("asc", "desc", "asc_nulls_first", "desc_nulls_last")
 OPERATORS = ("_eq", "_neq", "_gt", "_gte", "_lt", "_lte", "_in", "_nin", "_like", "_ilike",
-             "_is_null")
+             "_is_null", "_regex", "_iregex", "_similar")
+
+
+def escaped(text: str) -> str:
+    """`text` as a literal in a regular expression or a SIMILAR TO pattern."""
+    return "".join(c if c.isalnum() else "\\" + c for c in text)
 
 
 def operators(table: str, column: str) -> list[str]:
@@ -274,6 +279,10 @@ def condition(rng: random.Random, op: str, values: list):
     value = rng.choice(values)
     if op in ("_like", "_ilike"):
         return value[: rng.randrange(1, 6)] + "%"
+    if op in ("_regex", "_iregex"):
+        return "^" + escaped(value[: rng.randrange(1, 6)])
+    if op == "_similar":
+        return escaped(value[: rng.randrange(1, 6)]) + "%"
     return value
 
 
@@ -316,7 +325,18 @@ def python_queries(store, rng: random.Random, others: float = 1 / 3) -> list[Que
             direction = rng.choice(DIRECTIONS)
             out.append(Query(target, "list", {"order_by": [target.nest({target.column: direction})]},
                              direction))
+        if not target.path:
+            out.append(Query(target, "list", distinct_arguments(target, rng), "distinct_on"))
     return out
+
+
+def distinct_arguments(target: Target, rng: random.Random) -> dict:
+    """distinct_on the target's column (of the root table), led by an order_by on it
+    when Hasura orders by it."""
+    arguments = {"distinct_on": [target.column]}
+    if target.column in SCHEMA.type_map[f"{target.root}_order_by"].fields:
+        arguments["order_by"] = [{target.column: rng.choice(DIRECTIONS)}]
+    return arguments
 
 
 def run_python(caller_view, query: Query):
@@ -377,23 +397,28 @@ def graphql_fields(store, target: Target, rng: random.Random, n: int) -> list[st
     counted = "" if target.path else (
         f" n: count(columns: [{target.column}], distinct: true)"
         f" m: count(columns: [{target.column}, {', '.join(TABLES[target.root].key)}])")
-    return [f"w{n}: {plural}(where: {literal(condition_in)}) {{ {_keys(target.root)} }}",
-            f"s{n}: {plural}{order} {{ {_keys(target.root)} {_nested(target.root, target.path, target.column)} }}",
-            f"a{n}: {plural}_aggregate(where: {literal(other)}) {{ aggregate {{ count{counted} }} }}"]
+    fields = [f"w{n}: {plural}(where: {literal(condition_in)}) {{ {_keys(target.root)} }}",
+              f"s{n}: {plural}{order} {{ {_keys(target.root)} {_nested(target.root, target.path, target.column)} }}",
+              f"a{n}: {plural}_aggregate(where: {literal(other)}) {{ aggregate {{ count{counted} }} }}"]
+    if not target.path:
+        arguments = literal(distinct_arguments(target, rng), enum=True)[1:-1]
+        fields.append(f"d{n}: {plural}_aggregate({arguments}) {{ aggregate {{ count }} "
+                      f"nodes {{ {_keys(target.root)} }} }}")
+    return fields
 
 
 def subscription_document(store, rng: random.Random) -> str:
     """One generated nested selection (of a masked column, one hop away or less) as a
     subscription."""
     masked = [t for t in targets() if t.column in MASKED_COLUMNS.get(t.leaf, {}) and len(t.path) <= 1]
-    _, selection, _ = graphql_fields(store, rng.choice(masked), rng, 0)
+    selection = graphql_fields(store, rng.choice(masked), rng, 0)[1]
     return "subscription { " + selection + " }"
 
 
-def graphql_documents(store, rng: random.Random, sample: int, per_document: int = 16) -> list[str]:
+def graphql_documents(store, rng: random.Random, sample: int, per_document: int = 12) -> list[str]:
     """Queries for `sample` targets drawn at random (the masked columns always among
-    them), `per_document` targets to a document (3 root fields each; the server
-    allows 50)."""
+    them), `per_document` targets to a document (at most 4 root fields each; the
+    server allows 50)."""
     everything = targets()
     masked = [t for t in everything if t.column in MASKED_COLUMNS.get(t.leaf, {}) and len(t.path) <= 1]
     chosen = masked + rng.sample([t for t in everything if t not in masked],

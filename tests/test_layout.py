@@ -12,11 +12,12 @@ MAX_LINES = 600
 # Lowest first; a module may import its own layer and the layers below it.
 LAYERS = [
     ["errors", "catalog"],
-    ["values", "arrow.ipc_size", "arrow.checksum", "arrow.codec", "arrow.conform",
-     "arrow.delimited", "arrow.files"],
+    ["values", "jsonb", "patterns", "arrow.ipc_size", "arrow.checksum", "arrow.codec",
+     "arrow.conform", "arrow.delimited", "arrow.files"],
     ["db.event_sql", "db.recipients_sql", "db.migrations", "db.statistics", "db.sqlite_errors",
-     "db.opening", "db.connection", "db.maintenance", "db.chunk_sums", "db.vacuum"],
-    ["aggregation", "query"],
+     "db.sql_functions", "db.opening", "db.connection", "db.maintenance", "db.chunk_sums",
+     "db.vacuum"],
+    ["operators", "aggregation", "query"],
     ["access.destinations", "access.roles", "access.audience"],
     ["model.operators", "model.base", "model.entities", "model.work", "model.dataframes", "model.eventlog"],
     ["access.rules"],

@@ -38,6 +38,7 @@ from .migrations import LATEST, MIGRATIONS
 from .opening import (check_kind, check_readable, mark, readonly_connection, refuse_unwritable,
                       side_files, temp_files_beside, tidy)
 from .sqlite_errors import reported
+from .sql_functions import SQL_FUNCTIONS
 
 PAGE_SIZE = 65536
 BULK_BYTES = 16 << 20  # smaller writes are not worth a journal switch
@@ -120,7 +121,7 @@ def connect(path: str, session: Session | None = None,
 def _configure(conn: apsw.Connection, path: str, session: Session | None,
                functions: dict | None, readonly: bool, initialise: bool,
                durability: str) -> None:
-    for name, (function, arity) in (functions or {}).items():
+    for name, (function, arity) in {**SQL_FUNCTIONS, **(functions or {})}.items():
         conn.create_scalar_function(name, function, arity, deterministic=True)
     statistics.register(conn)  # stddev and variance, which SQLite lacks
     session = session or Session()

@@ -20,7 +20,7 @@ from ..values import check_id
 from . import mutations
 from .errors import in_thread
 from .live import subscription_source
-from .sdl import generated_sdl, stream_name
+from .sdl import generated_sdl, stream_name, with_json_paths
 from .select import run, selection
 from .stream import stream_source
 
@@ -35,7 +35,7 @@ def schema_text() -> str:
     """The whole SDL served: schema.graphql (kept by hand; a link to the one at the top of
     a checkout, a copy once installed) and what sdl.py generates from the catalog."""
     hand = resources.files(__package__).joinpath("schema.graphql").read_text()
-    return hand + "\n" + generated_sdl()
+    return with_json_paths(hand) + "\n" + generated_sdl()
 
 
 def answer_root_field(info, table_name: str, kind: str, args: dict) -> Any:

@@ -12,6 +12,7 @@ mutation responses, streams. A feature of the generated API is one function belo
 from __future__ import annotations
 
 from ..catalog import INT, JSON, REAL, TABLES, Table, pg_type, root_field_names
+from ..operators import JSONB_OPERATORS, PATTERN_OPERATORS
 from . import aggregate_sdl
 
 # Hasura's GraphQL scalar for each PostgreSQL type (its built-in ones are capitalised).
@@ -28,7 +29,10 @@ CUSTOM_SCALARS = {
 # Columns whose GraphQL type is not their PostgreSQL type's scalar (kept by hand).
 TYPE_OVERRIDES = {("task", "algorithm"): "algorithm", ("chunk", "data"): "jsonb"}
 COMPARISONS = ("_eq", "_neq", "_gt", "_gte", "_lt", "_lte")
-TEXT_OPERATORS = ("_like", "_nlike", "_ilike", "_nilike")
+TEXT_OPERATORS = ("_like", "_nlike", "_ilike", "_nilike", *PATTERN_OPERATORS)
+JSONB_OPERATOR_TYPES = {"_contains": "jsonb", "_contained_in": "jsonb", "_has_key": "String",
+                        "_has_keys_any": "[String!]", "_has_keys_all": "[String!]"}
+assert set(JSONB_OPERATOR_TYPES) == set(JSONB_OPERATORS)
 
 
 def graphql_scalar(table: str, column: str) -> str:
@@ -70,7 +74,16 @@ def comparison_operators(scalar: str) -> dict[str, str]:
     ops.update({"_in": f"[{scalar}!]", "_nin": f"[{scalar}!]", "_is_null": "Boolean"})
     if scalar == "String":
         ops.update({op: "String" for op in TEXT_OPERATORS})
+    if scalar == "jsonb":
+        ops.update({**JSONB_OPERATOR_TYPES, "_cast": "jsonb_cast_exp"})
     return ops
+
+
+def cast_expressions() -> list[str]:
+    """`_cast` on jsonb compares its text with String's operators (Hasura's)."""
+    if "jsonb" not in scalars_in_use():
+        return []
+    return [block("input", "jsonb_cast_exp", ["String: String_comparison_exp"])]
 
 
 ORDER_BY = block("enum", "order_by", ["asc", "asc_nulls_first", "asc_nulls_last", "desc",
@@ -87,8 +100,8 @@ def comparison_expressions() -> list[str]:
 
 def list_arguments(table: Table) -> dict[str, str]:
     """The arguments of every list and _aggregate field of a table, root or relationship."""
-    return {"where": f"{table.name}_bool_exp", "order_by": f"[{table.name}_order_by!]",
-            "limit": "Int", "offset": "Int"}
+    return {"distinct_on": f"[{table.name}_select_column!]", "where": f"{table.name}_bool_exp",
+            "order_by": f"[{table.name}_order_by!]", "limit": "Int", "offset": "Int"}
 
 
 def list_fields(field: str, table: Table) -> list[str]:
@@ -318,10 +331,28 @@ def stream_types(table: Table) -> list[str]:
     ]
 
 
+def with_json_paths(hand: str) -> str:
+    """The hand-kept SDL with Hasura's `path:` argument on every jsonb column field."""
+    for name, table in TABLES.items():
+        start = hand.find(f"\ntype {name} {{\n")
+        if start < 0:
+            continue
+        end = hand.index("\n}", start)
+        fields = hand[start:end]
+        for column in table.visible_columns:
+            if column_type(name, column) == "jsonb":
+                fields = fields.replace(f"\n  {column}: jsonb", f"\n  {column}{JSON_PATH}: jsonb")
+        hand = hand[:start] + fields + hand[end:]
+    return hand
+
+
+JSON_PATH = '("JSON select path" path: String)'
+
+
 def generated_sdl() -> str:
     """The SDL generated from the catalog (to be read together with schema.graphql)."""
     parts = (scalar_definitions() + [ORDER_BY, CURSOR_ORDERING] + comparison_expressions()
-             + root_types())
+             + cast_expressions() + root_types())
     for table in TABLES.values():
         parts += table_types(table) + stream_types(table)
     return "\n\n".join(parts) + "\n"

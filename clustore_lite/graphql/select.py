@@ -23,6 +23,7 @@ from ..arrow.codec import chunk_name, rows_json
 from ..catalog import BOOL, JSON, TABLES, Table, q
 from ..db.sqlite_errors import reported
 from ..errors import InvalidValue
+from ..jsonb import sqlite_path
 from ..query import Compiler
 
 Fields = dict[str, list[FieldNode]]  # response key -> the field nodes merged under it
@@ -102,7 +103,11 @@ class Selection:
             if name.endswith("_aggregate"):
                 return self.aggregate_json(TABLES[rel.table], args, child_type, nodes, (rel, alias))
             return self.list_json(TABLES[rel.table], args, child_type, nodes, (rel, alias))
-        return self.column_json(table, alias, name, nodes)
+        value = self.column_json(table, alias, name, nodes)
+        path = self.arguments(gql_type, nodes[0]).get("path") if nodes[0].arguments else None
+        if path is None:
+            return value
+        return f"json({value} -> {self.compiler.bind(sqlite_path(path))})"  # Hasura's path:
 
     def column_json(self, table: Table, alias: str, column: str, nodes) -> str:
         if column not in table.columns:
@@ -128,7 +133,8 @@ class Selection:
         """(alias, a subquery of the rows a list field selects, its order terms)."""
         rows = self.compiler.rows(table, where=args.get("where"), via=correlation,
                                   order_by=args.get("order_by"), ordered=True,
-                                  limit=args.get("limit"), offset=args.get("offset"))
+                                  limit=args.get("limit"), offset=args.get("offset"),
+                                  distinct_on=args.get("distinct_on"))
         return rows.alias, f"({rows.select(f'{rows.alias}.*')}) {rows.alias}", rows.order
 
     def list_json(self, table: Table, args: dict, gql_type, nodes, correlation=None) -> str:

@@ -46,10 +46,11 @@ class Collection:
             return None
 
     def list(self, where: dict | None = None, order_by: Any = None, limit: int | None = None,
-             offset: int | None = None, **equals) -> list[v.Record]:
-        """Rows matching Hasura's `where` (and `column=value` shortcuts)."""
+             offset: int | None = None, distinct_on: Any = None, **equals) -> list[v.Record]:
+        """Rows matching Hasura's `where` (and `column=value` shortcuts); with
+        `distinct_on`, the first of each group of equal values (Hasura's distinct_on)."""
         sql, params = select_sql(self.table, self._compiler(), self._where(where, equals),
-                                 order_by, limit, offset)
+                                 order_by, limit, offset, distinct_on)
         return [v.from_sql(self.table, row) for row in self.db.query(sql, params)]
 
     def count(self, where: dict | None = None, **equals) -> int:
