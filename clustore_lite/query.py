@@ -26,7 +26,7 @@ from typing import Any, Callable
 from . import aggregation
 from .catalog import BLOB, BOOL, JSON, TABLES, TEXT, ArrayRel, ObjectRel, Table, q
 from .errors import InvalidValue
-from .operators import (OPERATORS, compile_operator, jsonb_key, jsonb_order, jsonb_text,
+from .filter_operators import (OPERATORS, compile_operator, jsonb_key, jsonb_order, jsonb_text,
                         jsonb_value, new_budget)
 
 # visibility(compiler, table, alias) -> SQL predicate on the rows of `table` named

@@ -161,8 +161,8 @@ def test_every_list_and_aggregate_field_takes_distinct_on(world):
             target = get_named_type(field.type).name
             table = target[: -len("_aggregate")] if target.endswith("_aggregate") else target
             if not isinstance(field.type, GraphQLNonNull) or table not in TABLES \
-                    or "where" not in field.args:
-                continue
+                    or "where" not in field.args or "cursor" in field.args:
+                continue  # a stream (T_stream) takes no distinct_on, as in Hasura
             assert str(field.args["distinct_on"].type) == f"[{table}_select_column!]", field_name
             checked += 1
     assert checked == 2 * 2 * len(TABLES) + 2 * sum(len(t.arrays) for t in TABLES.values())

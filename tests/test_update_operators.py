@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import clustore_lite
 from clustore_lite.catalog import TABLES
 from clustore_lite.errors import InvalidValue, NotFound, PermissionDenied
-from clustore_lite.model import operators
+from clustore_lite.model import update_operators as operators
 
 from pg_server import cluster, unavailable  # noqa: F401 - fixtures
 

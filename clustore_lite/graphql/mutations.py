@@ -13,7 +13,7 @@ from graphql import get_named_type
 from ..arrow import codec
 from ..catalog import TABLES, root_field_names, snake
 from ..errors import InvalidValue, PermissionDenied
-from ..model import operators as update_operators
+from ..model import update_operators
 from ..query import MAX_IN_VALUES, MAX_TERMS
 from . import sdl
 from .errors import in_transaction
@@ -221,7 +221,7 @@ def _update_where(info, table: str, args: dict, where: dict) -> dict:
 
 def _updated(info, table: str, args: dict, where: dict) -> list:
     """Apply the update operators to each row the caller sees matching `where`, through
-    the collection (model/operators.py: PostgreSQL's semantics); answer their keys."""
+    the collection (model/update_operators.py: PostgreSQL's semantics); answer their keys."""
     ops = _operators(args)
     if not update_operators.given(ops):
         raise InvalidValue(_no_operator(info))

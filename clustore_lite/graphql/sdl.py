@@ -12,7 +12,7 @@ mutation responses, streams. A feature of the generated API is one function belo
 from __future__ import annotations
 
 from ..catalog import INT, JSON, REAL, TABLES, Table, pg_type, root_field_names
-from ..operators import JSONB_OPERATORS, PATTERN_OPERATORS
+from ..filter_operators import JSONB_OPERATORS, PATTERN_OPERATORS
 from . import aggregate_sdl
 
 # Hasura's GraphQL scalar for each PostgreSQL type (its built-in ones are capitalised).

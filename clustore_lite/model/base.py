@@ -15,7 +15,7 @@ from .. import values as v
 from ..catalog import TABLES, Table, camel, q
 from ..errors import ConstraintViolation, InvalidValue, NameTaken, NotFound, a
 from ..query import Compiler, count_sql, select_sql
-from . import operators as update_operators
+from . import update_operators
 
 
 class Collection:
@@ -132,7 +132,7 @@ class Collection:
 
     def change(self, id: str, **operators) -> v.Record:
         """Hasura's update operators on one row (`_inc={"rows": 1}`,
-        `_append={"metadata": {...}}`, ...; model/operators.py), computed from the row
+        `_append={"metadata": {...}}`, ...; model/update_operators.py), computed from the row
         as the caller sees it and written by `update`, with its checks and rules."""
         with self.store.transaction():
             values = update_operators.changes(self.table, self.get(id), operators)
