@@ -194,28 +194,18 @@ def import_(db, file, org, dataset, owner, fmt, append, chunk_rows, compression,
     kind = files.guess_format(file, fmt)
     csv = csv_options(kind, given)
     lean_memory_pool()
-    bar = progress_bar(quiet, unit_scale=True, desc=os.path.basename(file))
-    source = files.read_batches(file, kind, chunk_rows, csv=csv,
-                                on_progress=lambda done: bar.update(done - bar.n),
-                                note=lambda text: click.echo(text, err=True))
-    bar.total, bar.unit = source.total, source.unit
-    first, reader = _peek(source.reader)
-    if first is not None and not append:
-        known = max(first.num_rows, source.total if source.unit == "rows" and source.total else 0)
-        for warning in chunk_warnings(first, known, chunk_rows, compression):
-            click.echo(warning, err=True)
     existed = os.path.exists(db)
     try:
-        with bar, Store(db) as store:
-            result, created = _write(store, org, dataset, owner, append, reader, chunk_rows,
-                                     compression)
+        # the store is opened before FILE: a store that cannot be written is refused
+        # before Arrow's reading threads start (left running to the interpreter's exit
+        # they abort it: "terminate called without an active exception")
+        with Store(db) as store:
+            result, created = _import(store, file, kind, csv, org, dataset, owner, append,
+                                      chunk_rows, compression, quiet)
     except BaseException:
         if not existed:
             _remove_store_files(db)
         raise
-    finally:  # Arrow's reading threads stopped now: left to the interpreter's exit,
-        reader.close()  # they abort it ("terminate called without an active exception")
-        source.reader.close()
     if created:
         click.echo(f"created organization {org!r}", err=True)
     click.echo(result)
@@ -227,6 +217,27 @@ def refuse_non_sqlite(db: str) -> None:
         with open(db, "rb") as head:
             if head.read(16) != b"SQLite format 3\x00":
                 raise translated(apsw.NotADBError("file is not a database"), db)
+
+
+def _import(store: Store, file, kind, csv, org, dataset, owner, append, chunk_rows,
+            compression, quiet):
+    """Stream FILE into the store (one transaction); Arrow's readers closed at the end."""
+    bar = progress_bar(quiet, unit_scale=True, desc=os.path.basename(file))
+    source = files.read_batches(file, kind, chunk_rows, csv=csv,
+                                on_progress=lambda done: bar.update(done - bar.n),
+                                note=lambda text: click.echo(text, err=True))
+    bar.total, bar.unit = source.total, source.unit
+    try:
+        first, reader = _peek(source.reader)
+        if first is not None and not append:
+            known = max(first.num_rows,
+                        source.total if source.unit == "rows" and source.total else 0)
+            for warning in chunk_warnings(first, known, chunk_rows, compression):
+                click.echo(warning, err=True)
+        with bar:
+            return _write(store, org, dataset, owner, append, reader, chunk_rows, compression)
+    finally:
+        source.reader.close()
 
 
 def _write(store: Store, org, dataset, owner, append, reader, chunk_rows, compression):
