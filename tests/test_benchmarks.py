@@ -58,3 +58,12 @@ def test_run_all_writes_one_report(tmp_path):
                  "only imports `clustore_lite.cli`"):
         assert line in report
     assert report.count("MB —") == 2  # the peak RSS verdict of each import
+
+
+def test_served_ingest(tmp_path):
+    report = bench(tmp_path, "served_ingest", "--gb", "0.002", "--kinds", "numeric", "mixed",
+                   "--chunk-rows", "2000")
+    for line in ("pyarrow IPC file write + fsync", "import alone", "import, served",
+                 "one late opener", "query latency p50 / p99 / max", "longest wait to open",
+                 "longest wait to commit", "StoreBusy", "load average"):
+        assert line in report
