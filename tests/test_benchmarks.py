@@ -67,3 +67,9 @@ def test_served_ingest(tmp_path):
                  "one late opener", "query latency p50 / p99 / max", "longest wait to open",
                  "longest wait to commit", "StoreBusy", "load average"):
         assert line in report
+
+
+def test_compact(tmp_path):
+    report = bench(tmp_path, "compact", "--appends", "20", "--rows", "100")
+    for line in ("20 appends, compacted", "fresh ingest", "compacting took"):
+        assert line in report
