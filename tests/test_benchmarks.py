@@ -73,3 +73,10 @@ def test_compact(tmp_path):
     report = bench(tmp_path, "compact", "--appends", "20", "--rows", "100")
     for line in ("20 appends, compacted", "fresh ingest", "compacting took"):
         assert line in report
+
+
+def test_write_paths(tmp_path):
+    report = bench(tmp_path, "write_paths", "--mb", "4", "--chunk-mb", "1", "--step-mb", "2")
+    for line in ("file write + fsync of the same bytes", "WAL, short transactions, checkpoint held off",
+                 "rollback journal, one transaction (today alone)", "longest small commit"):
+        assert line in report
