@@ -77,6 +77,6 @@ def test_compact(tmp_path):
 
 def test_write_paths(tmp_path):
     report = bench(tmp_path, "write_paths", "--mb", "4", "--chunk-mb", "1", "--step-mb", "2")
-    for line in ("file write + fsync of the same bytes", "WAL, short transactions, checkpoint held off",
+    for line in ("pyarrow IPC file write + fsync of the same table", "WAL, short transactions, checkpoint held off",
                  "rollback journal, one transaction (today alone)", "longest small commit"):
         assert line in report
