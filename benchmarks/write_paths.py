@@ -12,7 +12,9 @@ Candidates:
 - WAL, short transactions of `--step-mb` (synchronous NORMAL, the last FULL) with the
   checkpoint held off until the end, then run;
 - WAL, short transactions with a checkpoint after each (incremental);
-- rollback journal, short transactions of `--step-mb`.
+- rollback journal, short transactions of `--step-mb`;
+- WAL, short transactions, checkpoint held off, the writer pausing 2 ms after each and
+  the small writer retrying every 1 ms: whether a handoff bounds the wait.
 
     .venv/bin/python benchmarks/write_paths.py [--mb 512] [--rounds 3]
 """
@@ -70,9 +72,12 @@ def put(conn, data: pa.Buffer) -> None:
 class Prober:
     """Commits one small row every 5 ms from another connection; keeps the longest."""
 
-    def __init__(self, path):
+    def __init__(self, path, poll: bool = False):
         self.conn = apsw.Connection(str(path))
-        self.conn.set_busy_timeout(60_000)
+        if poll:  # retry every 1 ms instead of SQLite's growing sleeps (up to 100 ms)
+            self.conn.set_busy_handler(lambda tries: time.sleep(0.001) or tries < 60_000)
+        else:
+            self.conn.set_busy_timeout(60_000)
         self.stop, self.longest, self.count = threading.Event(), 0.0, 0
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -112,7 +117,8 @@ def one_transaction(journal: str, chunk_size: bool = False):
     return journal, write
 
 
-def short_transactions(journal: str, held_off: bool):
+def short_transactions(journal: str, held_off: bool, pause: float = 0.0):
+    """`pause`: seconds the writer lets go of the lock after each short transaction."""
     def write(conn, data, step):
         if journal == "wal":
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -124,6 +130,8 @@ def short_transactions(journal: str, held_off: bool):
             pending += piece.size
             if pending >= step:
                 conn.execute("COMMIT")
+                if pause:
+                    time.sleep(pause)
                 conn.execute("BEGIN IMMEDIATE")
                 pending = 0
         conn.execute("COMMIT")
@@ -143,7 +151,10 @@ CANDIDATES = {
     "WAL, short transactions, checkpoint held off": short_transactions("wal", True),
     "WAL, short transactions, checkpoint after each": short_transactions("wal", False),
     "rollback journal, short transactions": short_transactions("delete", False),
+    "WAL, short transactions, held off, 2 ms pause; prober polls every 1 ms":
+        short_transactions("wal", True, 0.002),
 }
+POLLING = {name for name in CANDIDATES if "polls" in name}
 
 
 def cases(table, data, folder, args, waits):
@@ -163,7 +174,7 @@ def cases(table, data, folder, args, waits):
         def run() -> float:
             path = folder / "store.sqlite"
             conn = fresh(path, journal)
-            probe = Prober(path)
+            probe = Prober(path, poll=name in POLLING)
             time.sleep(0.02)
             seconds = c.timed(lambda: write(conn, data, args.step_mb << 20))
             waits.setdefault(name, []).append(probe.finish())
