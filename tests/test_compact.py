@@ -110,3 +110,18 @@ def test_vacuum_compacts_fragmented_dataframes_only(fast):
     assert fast.dataframes.read(scattered["id"]).equals(pa.concat_tables(parts))
     assert fast.dataframes.get(tidy["id"])["updatedAt"] == tidy["updatedAt"]
     assert fast.vacuum(compact=False).compacted == 0
+
+
+def test_a_caller_lists_and_compacts_only_dataframes_it_sees(store, org):
+    dataset = store.datasets.create(org["id"], "scattered", pieces(1, 10)[0])
+    for part in pieces(5, 10):
+        store.dataframes.append(dataset["dataframeId"], part)
+    stranger = store.users.create("bo", "bo@example.org")
+    outsider, owner = store.as_user(stranger["id"]), store.as_user(org["ownerId"])
+    assert store.dataframes.fragmented(chunk_rows=100) == [dataset["dataframeId"]]
+    assert owner.dataframes.fragmented(chunk_rows=100) == [dataset["dataframeId"]]
+    assert outsider.dataframes.fragmented(chunk_rows=100) == []  # masked means absent
+    with pytest.raises(clustore_lite.NotFound):
+        outsider.dataframes.compact(dataset["dataframeId"], chunk_rows=100)
+    assert len(owner.dataframes.compact(dataset["dataframeId"], chunk_rows=100)
+               and owner.dataframes.chunks(dataset["dataframeId"])) == 1

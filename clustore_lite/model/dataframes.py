@@ -171,11 +171,13 @@ class Dataframes(Collection):
     def fragmented(self, chunk_rows: int = codec.DEFAULT_CHUNK_ROWS,
                    factor: int = 2) -> list[str]:
         """Ids of the dataframes with more than `factor` times the chunks that
-        `compact(id, chunk_rows)` would leave (what `vacuum` compacts)."""
+        `compact(id, chunk_rows)` would leave (what `vacuum` compacts), among those
+        the caller sees: the count runs unfiltered, each id found is then looked up
+        through the caller's visibility."""
         return [row[0] for row in self.db.execute(
             "SELECT d.id FROM dataframe d JOIN chunk c ON c.dataframeId = d.id "
             "GROUP BY d.id HAVING count(*) > ? * ((max(d.rows, 1) + ? - 1) / ?) "
-            "ORDER BY d.id", (factor, chunk_rows, chunk_rows))]
+            "ORDER BY d.id", (factor, chunk_rows, chunk_rows)) if self.find(row[0])]
 
     def _last_position(self, id: str) -> int:
         row = self.db.execute("SELECT max(position) FROM chunk WHERE dataframeId = ?",
