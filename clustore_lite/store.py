@@ -137,11 +137,16 @@ class Store:
         """Verify the file (SQLite integrity, foreign keys, every chunk); `.ok`, `.text()`."""
         return maintenance.check(self.path)
 
-    def vacuum(self, full: bool = False) -> vacuuming.VacuumResult:
+    def vacuum(self, full: bool = False, compact: bool = True) -> vacuuming.VacuumResult:
         """Give the space of deleted rows back to the disk: incrementally when the file
         allows it; a file created before schema version 5 is rebuilt, once (README
-        "Reliability and backups")."""
-        return vacuuming.vacuum(self.db, full)
+        "Reliability and backups"). First, with `compact`, the fragmented dataframes
+        (many small appends) are compacted (`dataframes.compact`), one transaction each."""
+        compacted = [self.dataframes.compact(id)["id"]
+                     for id in (self.dataframes.fragmented() if compact else [])]
+        result = vacuuming.vacuum(self.db, full)
+        result.compacted = len(compacted)
+        return result
 
     def repair_checksums(self) -> chunk_sums.RepairResult:
         """Add checksums to chunks written before they existed (those that validate)."""

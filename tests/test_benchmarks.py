@@ -58,3 +58,25 @@ def test_run_all_writes_one_report(tmp_path):
                  "only imports `clustore_lite.cli`"):
         assert line in report
     assert report.count("MB —") == 2  # the peak RSS verdict of each import
+
+
+def test_served_ingest(tmp_path):
+    report = bench(tmp_path, "served_ingest", "--gb", "0.002", "--kinds", "numeric", "mixed",
+                   "--chunk-rows", "2000")
+    for line in ("pyarrow IPC file write + fsync", "import alone", "import, served",
+                 "one late opener", "query latency p50 / p99 / max", "longest wait to open",
+                 "longest wait to commit", "StoreBusy", "load average"):
+        assert line in report
+
+
+def test_compact(tmp_path):
+    report = bench(tmp_path, "compact", "--appends", "20", "--rows", "100")
+    for line in ("20 appends, compacted", "fresh ingest", "compacting took"):
+        assert line in report
+
+
+def test_write_paths(tmp_path):
+    report = bench(tmp_path, "write_paths", "--mb", "4", "--chunk-mb", "1", "--step-mb", "2")
+    for line in ("pyarrow IPC file write + fsync of the same table", "WAL, short transactions, checkpoint held off",
+                 "rollback journal, one transaction (today alone)", "longest small commit"):
+        assert line in report

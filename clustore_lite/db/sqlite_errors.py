@@ -15,12 +15,12 @@ import shutil
 import apsw
 
 from ..errors import (CannotOpen, ClustoreError, DataCorrupted, InvalidValue, NotAStore,
-                      StoreFull, StoreIOError, StoreReadOnly, TooBig)
+                      StoreBusy, StoreFull, StoreIOError, StoreReadOnly, TooBig)
 
 CORRUPTION = (apsw.CorruptError, apsw.NotADBError)
 # every SQLite error that translated() turns into a store error whatever its message
 KNOWN = (*CORRUPTION, apsw.FullError, apsw.ReadOnlyError, apsw.CantOpenError,
-         apsw.IOError, apsw.TooBigError)
+         apsw.IOError, apsw.TooBigError, apsw.BusyError)
 LOW_SPACE = 1 << 20  # an I/O error with less free space than this is taken for a full disk
 # SQLite's limits a statement can pass (prepare-time errors), by the start of SQLite's message
 SQLITE_LIMITS = ("Expression tree is too large", "too many SQL variables",
@@ -83,6 +83,14 @@ def _too_big(error, path, where) -> ClustoreError:
                   "string): import with a smaller --chunk-rows (chunk_rows=...)")
 
 
+def _busy(error, path, where) -> ClustoreError:
+    # past the busy timeout: another process holds the lock, e.g. a bulk import alone
+    # on the file (rollback journal) locks out openers until its commit
+    return StoreBusy(f"{where} stayed locked by another connection for longer than the "
+                     "busy timeout (a long write, such as a bulk import, holds it); "
+                     "try again")
+
+
 def _disk_free(path: str) -> int:
     try:
         return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
@@ -92,7 +100,7 @@ def _disk_free(path: str) -> int:
 
 _BY_KIND = ((apsw.FullError, _full), (apsw.ReadOnlyError, _read_only),
             (apsw.CantOpenError, _cannot_open), (apsw.IOError, _io),
-            (apsw.TooBigError, _too_big))
+            (apsw.TooBigError, _too_big), (apsw.BusyError, _busy))
 
 
 @contextlib.contextmanager

@@ -31,9 +31,12 @@ class VacuumResult:
     bytes_after: int
     seconds: float
     converted: bool = False  # a full vacuum switched an older file to incremental
+    compacted: int = 0  # dataframes compacted first (Store.vacuum)
 
     def text(self) -> str:
         note = "; the file is now set for incremental vacuums" if self.converted else ""
+        if self.compacted:
+            note += f"; {self.compacted} fragmented dataframe(s) compacted first"
         return (f"{self.mode} vacuum: {self.bytes_before / 1e6:,.1f} MB -> "
                 f"{self.bytes_after / 1e6:,.1f} MB on disk (file and WAL) in "
                 f"{self.seconds:.2f} s{note}")

@@ -80,7 +80,20 @@ class Dataframes(Collection):
         elif (target := conform.plan(stored, schema)) is not None:
             batches = (conform.cast_batch(target, batch) for batch in batches)
         columns = v.to_sql(self.table, {"columns": stored.names})["columns"]  # checked first
-        position, added_rows, added_bytes = self._last_position(frame["id"]), 0, 0
+        added_rows, added_bytes = self._write_chunks(
+            frame, stored, batches, chunk_rows, self._last_position(frame["id"]))
+        self.db.execute(
+            "UPDATE dataframe SET arrowSchema = ?, dim = ?, columns = ?, rows = rows + ?, "
+            "size = size + ?, updatedAt = ? WHERE id = ?",
+            (codec.schema_bytes(stored), len(stored.names),
+             columns,
+             added_rows, added_bytes, v.now(), frame["id"]))
+
+    def _write_chunks(self, frame: v.Record, stored: pa.Schema, batches, chunk_rows: int,
+                      position: int) -> tuple[int, int]:
+        """Write `batches` as chunks of `chunk_rows` rows after `position`; answer the
+        rows and bytes added."""
+        added_rows, added_bytes = 0, 0
         stamp = v.now()
         compression = frame["compression"]
         conn = self.db.conn
@@ -123,12 +136,48 @@ class Dataframes(Collection):
         finally:
             if blob is not None:
                 blob.close()
-        self.db.execute(
-            "UPDATE dataframe SET arrowSchema = ?, dim = ?, columns = ?, rows = rows + ?, "
-            "size = size + ?, updatedAt = ? WHERE id = ?",
-            (codec.schema_bytes(stored), len(stored.names),
-             columns,
-             added_rows, added_bytes, v.now(), frame["id"]))
+        return added_rows, added_bytes
+
+    def compact(self, id: str, chunk_rows: int = codec.DEFAULT_CHUNK_ROWS) -> v.Record:
+        """Rewrite the dataframe as chunks of `chunk_rows` rows (the last one shorter), as
+        a fresh ingest would cut it: many small appends read slower than few chunks.
+        One transaction: readers see the old chunks or the new, never a mix; each old
+        chunk is verified against its checksum as it is read, the new ones get theirs.
+        The new chunks' positions follow the old ones' (renumbering would rewrite every
+        chunk a second time); order, rows and schema stay. A dataframe already cut so
+        is left as it is."""
+        v.check_id(id)
+        codec.check_chunk_rows(chunk_rows)
+        frame = self.get(id)
+        self.store.authorize("append", "dataframe", frame)
+        with self.db.bulk(frame["size"]):
+            frame = self.get(id)
+            sizes = [row[0] for row in self.db.execute(
+                "SELECT rows FROM chunk WHERE dataframeId = ? ORDER BY position", (id,))]
+            if _cut_as(sizes, chunk_rows):
+                return frame
+            last = self._last_position(id)
+            rows, size = self._write_chunks(frame, self._schema(id), self._batches(id),
+                                            chunk_rows, last)
+            if rows != frame["rows"]:
+                raise DataCorrupted(f"dataframe {id} holds {frame['rows']} rows by its record "
+                                    f"but {rows} in its chunks: nothing was changed")
+            self.db.execute("DELETE FROM chunk WHERE dataframeId = ? AND position <= ?",
+                            (id, last))
+            self.db.execute("UPDATE dataframe SET size = ?, updatedAt = ? WHERE id = ?",
+                            (size, v.now(), id))
+            return self.get(id)
+
+    def fragmented(self, chunk_rows: int = codec.DEFAULT_CHUNK_ROWS,
+                   factor: int = 2) -> list[str]:
+        """Ids of the dataframes with more than `factor` times the chunks that
+        `compact(id, chunk_rows)` would leave (what `vacuum` compacts), among those
+        the caller sees: the count runs unfiltered, each id found is then looked up
+        through the caller's visibility."""
+        return [row[0] for row in self.db.execute(
+            "SELECT d.id FROM dataframe d JOIN chunk c ON c.dataframeId = d.id "
+            "GROUP BY d.id HAVING count(*) > ? * ((max(d.rows, 1) + ? - 1) / ?) "
+            "ORDER BY d.id", (factor, chunk_rows, chunk_rows)) if self.find(row[0])]
 
     def _last_position(self, id: str) -> int:
         row = self.db.execute("SELECT max(position) FROM chunk WHERE dataframeId = ?",
@@ -243,6 +292,12 @@ def _ipc_pieces(db, frame_id: str, schema: pa.Schema | None,
             yield bytes(messages)
         if sent_schema:
             yield codec.END_OF_STREAM
+
+
+def _cut_as(sizes: list[int], chunk_rows: int) -> bool:
+    """Whether chunks of these row counts are what a fresh ingest at `chunk_rows` makes."""
+    return all(rows == chunk_rows for rows in sizes[:-1]) and \
+        (not sizes or 0 < sizes[-1] <= chunk_rows)
 
 
 def _verified(check, data: pa.Buffer, name: str) -> list[pa.RecordBatch]:
