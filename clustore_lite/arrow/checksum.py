@@ -39,20 +39,39 @@ def of(data: Any) -> int:
 
 class HashingSink:
     """A write-only file for pyarrow's IPC writer that hashes the bytes on their way
-    to `target` (an apsw Blob): each buffer is hashed in the helper thread while the
-    next one is copied (in order: the helper is one thread)."""
+    to `target` (an apsw Blob): buffers are hashed in the helper thread while the next
+    ones are copied, in order (the helper is one thread). pyarrow writes every small
+    buffer (validity bitmaps, offsets, padding) on its own: they are handed over in
+    batches of BATCH_BYTES, since one hand-over per buffer cost more than the hashing
+    (mixed rows ingested 21% slower hashed than not, numeric 12%)."""
 
     closed = False
+    BATCH_BYTES = 1 << 20
 
     def __init__(self, target):
         self._hash = xxhash.xxh3_64()
         self._last: Future | None = None
+        self._batch: list = []
+        self._batch_bytes = 0
         self.target = target
 
     def write(self, data) -> int:
         self.target.write(data)
-        self._last = _WRITES.submit(self._hash.update, data)
-        return memoryview(data).nbytes
+        size = memoryview(data).nbytes
+        self._batch.append(data)
+        self._batch_bytes += size
+        if self._batch_bytes >= self.BATCH_BYTES:
+            self._hand_over()
+        return size
+
+    def _hand_over(self) -> None:
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if batch:
+            self._last = _WRITES.submit(self._update, batch)
+
+    def _update(self, batch: list) -> None:
+        for data in batch:
+            self._hash.update(data)
 
     def flush(self) -> None:
         pass
@@ -63,6 +82,7 @@ class HashingSink:
     @property
     def checksum(self) -> int:
         """The checksum of every byte written (waits for the helper to finish them)."""
+        self._hand_over()
         if self._last is not None:
             self._last.result()
         return _signed(self._hash.intdigest())
