@@ -164,14 +164,15 @@ class Selection:
     def functions_json(self, table: Table, args: dict, fields_type, nodes,
                        correlation=None) -> str:
         """SQL for `aggregate { count sum { ... } max { ... } ... }` (T_aggregate_fields)
-        over the rows the aggregate field selects."""
-        parts = []
+        over the rows the aggregate field selects (compiled once for all the functions)."""
+        parts, rows = [], None
         for key, field_nodes in self.fields(nodes).items():
             name = field_nodes[0].name.value
             if name == "__typename":
                 parts.append(f"'{_key(key)}', '{fields_type.name}'")
                 continue
-            inner, rows, _ = self._rows(table, args, correlation)
+            if rows is None:
+                inner, rows, _ = self._rows(table, args, correlation)
             if name == "count":
                 count_args = self.arguments(fields_type, field_nodes[0])
                 value = aggregation.count_sql(self.compiler, table, inner, rows,
