@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
@@ -63,6 +64,18 @@ def mixed_table(rows: int, seed: int = 0) -> pa.Table:
 
 
 # -- files --------------------------------------------------------------------------
+
+def write_ipc(table: pa.Table, path: str | Path, chunk_rows: int | None = None,
+              fsync: bool = True) -> None:
+    """The baseline every ingest is compared with: pyarrow writing `table` to an Arrow
+    IPC file, fsync'ed before it returns (unless `fsync` is False)."""
+    with pa.OSFile(str(path), "wb") as sink:
+        with ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table, max_chunksize=chunk_rows)
+        if fsync:
+            sink.flush()
+            os.fsync(sink.fileno())
+
 
 def fsync_path(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)

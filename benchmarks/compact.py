@@ -11,7 +11,6 @@ import os
 import sys
 import time
 
-import pyarrow as pa
 
 import _common as c
 import clustore_lite

@@ -20,7 +20,6 @@ import os
 import sys
 
 import pyarrow as pa
-import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 import _common as c
@@ -35,22 +34,12 @@ def cases(table: pa.Table, folder, chunk_rows: int) -> dict[str, c.Case]:
     store_path = folder / "store.sqlite"
 
     def ipc_file() -> float:
-        def write():
-            with pa.OSFile(str(ipc_path), "wb") as sink:
-                with ipc.new_file(sink, table.schema) as writer:
-                    writer.write_table(table, max_chunksize=chunk_rows)
-                sink.flush()
-                os.fsync(sink.fileno())
-        seconds = c.timed(write)
+        seconds = c.timed(lambda: c.write_ipc(table, ipc_path, chunk_rows))
         os.remove(ipc_path)
         return seconds
 
     def ipc_file_no_fsync() -> float:
-        def write():
-            with pa.OSFile(str(ipc_path), "wb") as sink:
-                with ipc.new_file(sink, table.schema) as writer:
-                    writer.write_table(table, max_chunksize=chunk_rows)
-        seconds = c.timed(write)
+        seconds = c.timed(lambda: c.write_ipc(table, ipc_path, chunk_rows, fsync=False))
         c.fsync_path(ipc_path)  # not timed: keep its dirty pages out of the next case
         os.remove(ipc_path)
         return seconds

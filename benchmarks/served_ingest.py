@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.ipc as ipc
 
 import _common as c
 
@@ -188,13 +187,7 @@ def cases(table: pa.Table, imp: Worker, folder: Path, args, seen: dict) -> dict:
     ipc_path = folder / "table.arrow"
 
     def ipc_file() -> float:
-        def write():
-            with pa.OSFile(str(ipc_path), "wb") as sink:
-                with ipc.new_file(sink, table.schema) as writer:
-                    writer.write_table(table, max_chunksize=args.chunk_rows)
-                sink.flush()
-                os.fsync(sink.fileno())
-        seconds = c.timed(write)
+        seconds = c.timed(lambda: c.write_ipc(table, ipc_path, args.chunk_rows))
         os.remove(ipc_path)
         return seconds
 

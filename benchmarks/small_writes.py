@@ -21,7 +21,6 @@ import sys
 import time
 
 import pyarrow as pa
-import pyarrow.ipc as ipc
 
 import _common as c
 import clustore_lite
@@ -57,13 +56,7 @@ def ingest(folder, page_sizes: list[int], table: pa.Table, rounds: int, log) -> 
     ipc_path = folder / "table.arrow"
 
     def ipc_file() -> float:
-        def write():
-            with pa.OSFile(str(ipc_path), "wb") as sink:
-                with ipc.new_file(sink, table.schema) as writer:
-                    writer.write_table(table)
-                sink.flush()
-                os.fsync(sink.fileno())
-        seconds = c.timed(write)
+        seconds = c.timed(lambda: c.write_ipc(table, ipc_path))
         os.remove(ipc_path)
         return seconds
 

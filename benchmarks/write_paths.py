@@ -29,7 +29,6 @@ import time
 
 import apsw
 import pyarrow as pa
-import pyarrow.ipc as ipc
 
 import _common as c
 from clustore_lite.arrow import codec
@@ -160,13 +159,7 @@ POLLING = {name for name in CANDIDATES if "polls" in name}
 def cases(table, data, folder, args, waits):
     def baseline() -> float:
         path = folder / "table.arrow"
-        def write():
-            with pa.OSFile(str(path), "wb") as sink:
-                with ipc.new_file(sink, table.schema) as writer:
-                    writer.write_table(table, max_chunksize=data[0].size // 128)
-                sink.flush()
-                os.fsync(sink.fileno())
-        seconds = c.timed(write)
+        seconds = c.timed(lambda: c.write_ipc(table, path, data[0].size // 128))
         os.remove(path)
         return seconds
 
