@@ -32,7 +32,7 @@ import pyarrow as pa
 
 import _common as c
 from clustore_lite.arrow import codec
-from clustore_lite.db.connection import Writeback, database_fd
+from clustore_lite.db.writeback import Writeback, database_fd
 
 PAGE = 65536
 

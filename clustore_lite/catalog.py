@@ -74,6 +74,9 @@ class Table:
     owns_access: bool = False  # created with an access of its own (SPEC: one access each)
     frames: tuple[str, ...] = ()  # columns naming the dataframes it owns (gone with it)
     store_written: bool = False  # written by the store itself (the event log), never by callers
+    # the object relationship whose row must exist for a row to exist for readers: a
+    # served import writes a dataframe's chunks before the dataframe (db/staging.py)
+    exists_under: str | None = None
 
     @property
     def quoted(self) -> str:
@@ -87,6 +90,15 @@ class Table:
     def pk(self) -> tuple[str, ...]:
         """The columns that name one row: the arguments of the by-pk field."""
         return ("id",) if "id" in self.columns else self.key
+
+    def exists_sql(self, alias: str) -> str | None:
+        """SQL true for the rows of this table named `alias` that exist for readers
+        (None: all do), for every caller, the store admin included."""
+        if self.exists_under is None:
+            return None
+        rel = self.objects[self.exists_under]
+        return (f"EXISTS (SELECT 1 FROM {q(rel.table)} WHERE {q(rel.table)}.{q(rel.remote)} "
+                f"= {alias}.{q(rel.column)})")
 
     @property
     def visible_columns(self) -> list[str]:
@@ -145,7 +157,8 @@ TABLES: dict[str, Table] = {
            {"id": TEXT, "dataframeId": TEXT, "position": INT, "rows": INT, "size": INT,
             "data": BLOB},
            objects={"dataframe": ObjectRel("dataframe", "dataframeId")},
-           default_order=("dataframeId", "position"), hidden=frozenset({"data"})),
+           default_order=("dataframeId", "position"), hidden=frozenset({"data"}),
+           exists_under="dataframe"),
         _t("dataset", "datasets",
            {"id": TEXT, "name": TEXT, "organizationId": TEXT, "ownerId": TEXT,
             "dataframeId": TEXT, "accessId": TEXT},

@@ -241,9 +241,15 @@ def _import(store: Store, file, kind, csv, org, dataset, owner, append, chunk_ro
 
 
 def _write(store: Store, org, dataset, owner, append, reader, chunk_rows, compression):
-    """One transaction: the organization (if new) and the dataset, or nothing."""
-    with store.db.bulk():
-        owner_id = user_named(store, owner)["id"] if owner else None
+    """One transaction: the organization (if new) and the dataset, or nothing. Into a
+    served store, the rows are written ahead, unseen until that transaction
+    (Dataframes.staged): what must exist is looked up first."""
+    owner_id = user_named(store, owner)["id"] if owner else None
+    if append or is_uuid(org):
+        organization_named(store, org)
+    ahead = contextlib.nullcontext(reader) if append else \
+        store.dataframes.staged(reader, chunk_rows, compression)
+    with ahead as data, store.db.bulk(0 if data is not reader else None):
         try:
             organization, created = organization_named(store, org), False
         except NotFound:
@@ -256,7 +262,7 @@ def _write(store: Store, org, dataset, owner, append, reader, chunk_rows, compre
                 raise NotFound(f"no dataset {dataset!r} in organization {org!r}")
             frame, ident = store.datasets.append(found[0]["id"], reader, chunk_rows), found[0]["id"]
         else:
-            made = store.datasets.create(organization["id"], dataset, reader, owner_id=owner_id,
+            made = store.datasets.create(organization["id"], dataset, data, owner_id=owner_id,
                                          chunk_rows=chunk_rows, compression=compression)
             frame, ident = store.dataframes.get(made["dataframeId"]), made["id"]
     return (f"dataset {ident}: {frame['rows']} rows, {frame['dim']} columns, "

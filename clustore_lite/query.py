@@ -129,6 +129,8 @@ class Compiler:
             conditions.append(_join_condition(rel, outer, alias))
         conditions += [f"{self.column(table, alias, k)} = {self.bind(v)}"
                        for k, v in (keys or {}).items()]
+        if image is None and (exists := table.exists_sql(alias)):
+            conditions.append(exists)
         if self.visibility is not None:
             visible = self.visibility(self, table, alias)
             if visible:

@@ -11,6 +11,7 @@ from .access.rules import Rules
 from .catalog import TABLES, TOKEN_COLUMNS
 from .db import chunk_sums, maintenance
 from .db import vacuum as vacuuming
+from .db import staging
 from .db.connection import Database
 from .errors import PermissionDenied
 from .model.dataframes import Chunks, Dataframes
@@ -65,6 +66,11 @@ class Store:
         self.webhooks = WebhookPolicy.parse(webhook_allow)
         self.db = Database(self.path, readonly=readonly, initialise=initialise,
                            durability=durability)
+        try:
+            staging.sweep(self.db)  # an import killed half-way left its chunks
+        except BaseException:
+            self.db.close()
+            raise
         self._collections()
 
     @property

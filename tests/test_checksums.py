@@ -129,7 +129,7 @@ def older_file(path) -> dict:
         good = store.dataframes.create({"x": [0.5] * 10, "s": ["w"] * 10}, chunk_rows=5)
         bad = store.dataframes.create({"s": ["alpha", "beta"]})
     conn = apsw.Connection(str(path))
-    conn.execute("DROP TABLE chunk_checksum; PRAGMA user_version = 4")
+    conn.execute("DROP TABLE chunk_checksum; DROP TABLE chunk_import; PRAGMA user_version = 4")
     (data,) = conn.execute("SELECT data FROM chunk WHERE dataframeId = ?", (bad.id,)).fetchone()
     batch = pa.ipc.open_stream(data).read_next_batch()
     start = batch.column("s").buffers()[1].address - pa.py_buffer(data).address

@@ -17,7 +17,7 @@ import pytest
 
 import clustore_lite
 from clustore_lite.db import maintenance
-from clustore_lite.db.connection import WAL_BYTES
+from clustore_lite.db.checkpoints import WAL_BYTES
 
 SEED = 1515
 

@@ -13,7 +13,7 @@ import sqlite_utils
 import clustore_lite
 from clustore_lite import StoreVersionError
 from clustore_lite.db import migrations
-from clustore_lite.db import connection as storage
+from clustore_lite.db import connection as storage, writeback
 
 ENTITY_TABLES = {"user", "organization", "team", "team_member", "access", "membership",
                  "dataframe", "chunk", "dataset", "task", "tracking"}
@@ -113,9 +113,9 @@ def test_bulk_write_alone_uses_the_rollback_journal_and_returns_to_wal(db_path):
 
 def test_bulk_write_flushes_to_disk_in_the_background(db_path, monkeypatch):
     synced = []
-    monkeypatch.setattr(storage, "WRITEBACK_BYTES", 1)
+    monkeypatch.setattr(writeback, "WRITEBACK_BYTES", 1)
     monkeypatch.setattr(storage, "BULK_BYTES", 0)  # small data, taken as a bulk write
-    monkeypatch.setattr(storage, "_sync", lambda fd: synced.append(os.fstat(fd).st_ino))
+    monkeypatch.setattr(writeback, "_sync", lambda fd: synced.append(os.fstat(fd).st_ino))
     with clustore_lite.open(db_path) as store:
         frame = store.dataframes.create({"x": list(range(100))}, chunk_rows=10)
         assert store.dataframes.read(frame["id"]).num_rows == 100

@@ -23,7 +23,6 @@ Settings (see benchmarks/ and README "Storage choices", "Reliability and backups
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import threading
@@ -33,12 +32,15 @@ from typing import Callable
 import apsw
 
 from ..errors import InvalidValue, StoreBusy, StoreReadOnly, StoreReplaced, TransactionError
-from . import statistics
+from . import checkpoints, file_locks, statistics
+from .checkpoints import WAL_BYTES
 from .migrations import LATEST, MIGRATIONS
 from .opening import (check_kind, check_readable, mark, readonly_connection, refuse_unwritable,
                       side_files, temp_files_beside, tidy)
 from .sqlite_errors import reported
+from .session import ADMIN_SESSION, Session, check_session
 from .sql_functions import SQL_FUNCTIONS
+from .writeback import Writeback, database_fd
 
 PAGE_SIZE = 65536
 BULK_BYTES = 16 << 20  # smaller writes are not worth a journal switch
@@ -46,44 +48,8 @@ BUSY_TIMEOUT_MS = 30_000
 EMPTY_WAL_TIMEOUT_MS = 200  # a replaced file's WAL: how long to wait for readers, per try
 CACHE_KIB = 16384  # page cache per connection; bounds memory during big transactions
 MMAP_BYTES = 1 << 30  # reads map the file (measured 4-6% less CPU than pread for chunks)
-WRITEBACK_BYTES = 16 << 20  # bulk writes: flush to disk in the background this often
-WAL_BYTES = 16 << 20  # checkpoint once the WAL holds this much; truncate it back to it
 # durability -> PRAGMA synchronous in WAL: "full" fsyncs the WAL at every commit
 DURABILITY = {"full": "FULL", "normal": "NORMAL"}
-
-
-ADMIN_SESSION = {"x-hasura-role": "admin"}
-
-
-class Session:
-    """The Hasura session variables of one connection, as JSON text.
-
-    The event triggers call the SQL function `clustore_session()`, which returns
-    this JSON text, so every event records who made the change (SPEC section 5)."""
-
-    def __init__(self, variables: dict | None = None):
-        self.json = json.dumps(variables or ADMIN_SESSION)
-
-    @property
-    def variables(self) -> dict:
-        return json.loads(self.json)
-
-
-def check_session(variables: dict) -> dict:
-    """Session variables as Hasura names them: lower-case `x-hasura-*` keys, string
-    values, and a role."""
-    if not isinstance(variables, dict):
-        raise InvalidValue(f"session variables must be a dict, not {variables!r}")
-    out = {}
-    for key, value in variables.items():
-        name = str(key).lower()
-        if not name.startswith("x-hasura-") or not isinstance(value, str):
-            raise InvalidValue(f"session variable {key!r} must be named x-hasura-... and "
-                               f"hold a string, not {value!r}")
-        out[name] = value
-    if not out.get("x-hasura-role"):
-        raise InvalidValue("session variables need an x-hasura-role")
-    return out
 
 
 def check_durability(durability: str) -> str:
@@ -126,7 +92,7 @@ def _configure(conn: apsw.Connection, path: str, session: Session | None,
     statistics.register(conn)  # stddev and variance, which SQLite lacks
     session = session or Session()
     conn.create_scalar_function("clustore_session", lambda: session.json, 0)
-    conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+    wait_for_locks(conn, BUSY_TIMEOUT_MS)
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA recursive_triggers = ON")
     conn.execute("PRAGMA case_sensitive_like = ON")  # _like is case-sensitive, _ilike is not
@@ -140,6 +106,27 @@ def _configure(conn: apsw.Connection, path: str, session: Session | None,
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     bound_wal(conn)
     conn.execute(f"PRAGMA synchronous = {DURABILITY[durability]}")
+
+
+def wait_for_locks(conn: apsw.Connection, timeout_ms: int) -> None:
+    """Wait up to `timeout_ms` for a lock another connection holds, looking again
+    every millisecond for the first quarter second, then every 20 ms.
+
+    SQLite's own busy timeout sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100 ms
+    between looks: behind a bulk import that hands the write lock over between its
+    short transactions (db/staging.py), a writer would sleep through its turn."""
+    state = {"deadline": 0.0}
+
+    def busy(tries: int) -> bool:
+        now = time.monotonic()
+        if tries == 0:
+            state["deadline"], state["fast"] = now + timeout_ms / 1000, now + 0.25
+        if now >= state["deadline"]:
+            return False
+        time.sleep(0.001 if now < state["fast"] else 0.02)
+        return True
+
+    conn.set_busy_handler(busy if timeout_ms > 0 else None)
 
 
 def bound_wal(conn: apsw.Connection, budget: int = WAL_BYTES) -> None:
@@ -232,38 +219,6 @@ def _try_rollback_journal(conn: apsw.Connection) -> bool:
     return switched
 
 
-def _sync(fd: int) -> None:
-    try:
-        (getattr(os, "fdatasync", None) or os.fsync)(fd)
-    except OSError:
-        pass  # only a head start: the commit syncs (and reports failures) anyway
-
-
-def database_fd(conn: apsw.Connection) -> int | None:
-    """SQLite's own file descriptor of the main database file, or None when it cannot
-    be told for sure (a VFS other than SQLite's unix ones, another platform).
-
-    Opening a second descriptor instead is not safe: closing it would drop the POSIX
-    locks SQLite holds on the file (sqlite.org/howtocorrupt.html, 2.2)."""
-    vfs = getattr(conn, "open_vfs", None) or apsw.vfs_names()[0]
-    if not vfs.startswith("unix"):
-        return None
-    try:
-        pointer = ctypes.c_void_p()
-        if not conn.file_control("main", apsw.SQLITE_FCNTL_FILE_POINTER,
-                                 ctypes.addressof(pointer)) or not pointer.value:
-            return None
-        # struct unixFile { sqlite3_io_methods *pMethod; sqlite3_vfs *pVfs;
-        #                   unixInodeInfo *pInode; int h; ... }
-        fd = ctypes.c_int.from_address(pointer.value + 3 * ctypes.sizeof(ctypes.c_void_p)).value
-        found, expected = os.fstat(fd), os.stat(conn.filename)
-    except (OSError, ValueError, apsw.Error):
-        return None
-    if (found.st_dev, found.st_ino) != (expected.st_dev, expected.st_ino):
-        return None
-    return fd
-
-
 def file_identity(path: str) -> tuple[int, int] | None:
     """(device, inode) of the file at `path`, None if there is none: a file deleted
     or replaced (renamed over) while open keeps its inode, the path gets another."""
@@ -272,35 +227,6 @@ def file_identity(path: str) -> tuple[int, int] | None:
     except OSError:  # gone, or out of reach: either way not known to be the same
         return None
     return found.st_dev, found.st_ino
-
-
-class Writeback:
-    """Pushes the pages of a bulk write to disk while it goes on.
-
-    A rollback-journal commit ends with an fsync of everything written; left alone, the
-    kernel holds the pages (up to its dirty limits, gigabytes) and the disk idles while
-    SQLite copies. A helper thread calling fdatasync on SQLite's descriptor every
-    WRITEBACK_BYTES keeps the disk busy meanwhile. It is safe: the file then holds only
-    what SQLite itself wrote, which the kernel may write back at any moment anyway.
-    Measured on 512 MB: 0.79x of pyarrow's IPC write + fsync without, 1.12-1.15x with
-    every 8-16 MB, 1.12x every 32 MB, 0.98x every 128 MB."""
-
-    def __init__(self, fd: int):
-        self.fd = fd
-        self.pending = 0
-        self.thread: threading.Thread | None = None
-
-    def wrote(self, size: int) -> None:
-        self.pending += size
-        if self.pending >= WRITEBACK_BYTES and not (self.thread and self.thread.is_alive()):
-            self.pending = 0
-            self.thread = threading.Thread(target=_sync, args=(self.fd,), daemon=True,
-                                           name="clustore-writeback")
-            self.thread.start()
-
-    def finish(self) -> None:
-        if self.thread:
-            self.thread.join()
 
 
 class Database:
@@ -333,6 +259,8 @@ class Database:
         self._functions: dict[str, tuple[Callable, int]] = {}
         self._identity = None
         self._wal_emptied = False
+        self.checkpointer = checkpoints.Checkpointer(
+            lambda: connect(self.path, durability=self.durability), database_fd)
         self.conn  # open now, so that a bad file fails at open time
         self._identity = file_identity(self.path)
 
@@ -349,6 +277,11 @@ class Database:
             self._local.functions = set(functions)
             self._local.depth = 0
             self._local.read_only = False
+            self._local.fd = database_fd(conn)
+            self._local.wal_pages = 0
+            self._local.page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            if not self.readonly:
+                self._watch_wal(conn)
             with self._lock:
                 self._all.append(conn)
         return conn
@@ -405,6 +338,7 @@ class Database:
             conn.close()
 
     def close(self) -> None:
+        self.checkpointer.close()
         with self._lock:
             if self._all and self._identity is not None \
                     and file_identity(self.path) != self._identity:
@@ -447,6 +381,17 @@ class Database:
                                 "refused; open it without readonly=True to change it")
         conn = self.conn
         depth = self._local.depth
+        # a writer in line for the write lock says so: an import hands it over
+        waiting = depth == 0 and write and file_locks.share(self._local.fd, file_locks.WAITING)
+        try:
+            yield from self._nest(conn, depth, write)
+        finally:
+            if waiting:
+                file_locks.release(self._local.fd, file_locks.WAITING)
+        if depth == 0 and write:
+            self._after_commit(conn)
+
+    def _nest(self, conn: apsw.Connection, depth: int, write: bool):
         if depth == 0:
             self._begin(conn, write)
         elif write and self._local.read_only:
@@ -470,6 +415,23 @@ class Database:
         except BaseException:
             self._undo(conn, depth)
             raise
+
+    def _watch_wal(self, conn: apsw.Connection) -> None:
+        """Take over SQLite's automatic checkpoint (see db/checkpoints.py): the wal
+        hook only notes the WAL's size; `_after_commit` decides."""
+        local = self._local
+
+        def noted(_conn, _name: str, pages: int) -> int:
+            local.wal_pages = pages
+            return apsw.SQLITE_OK
+
+        conn.set_wal_hook(noted)
+
+    def _after_commit(self, conn: apsw.Connection) -> None:
+        pages, self._local.wal_pages = self._local.wal_pages, 0
+        if pages and not getattr(self._local, "staging", False):
+            checkpoints.after_commit(conn, self._local.fd, pages, self._local.page_size,
+                                     self.checkpointer.request)
 
     @staticmethod
     def _undo(conn: apsw.Connection, depth: int) -> None:
@@ -522,7 +484,7 @@ class Database:
         except apsw.Error:
             pass  # tried again later
         finally:
-            conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+            wait_for_locks(conn, BUSY_TIMEOUT_MS)
 
     @property
     def in_transaction(self) -> bool:
@@ -554,19 +516,61 @@ class Database:
             conn.execute("PRAGMA mmap_size = 0")
             switched = _try_rollback_journal(conn)
         fd = database_fd(conn) if switched else None
-        if fd is not None:
-            self._local.writeback = Writeback(fd)
         try:
-            with self.transaction() as conn:
+            with self.writing_back(fd), self.transaction() as conn:
                 yield conn
         finally:
-            if fd is not None:
-                self._local.writeback.finish()
-                self._local.writeback = None
             if switched:
                 self._restore_wal(conn)
             if large:
                 conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+
+    def would_share(self, size: int | None) -> bool:
+        """Whether a bulk write of `size` bytes, about to start outside any transaction,
+        would share the file with other connections (then it is staged in short
+        transactions, db/staging.py). Alone, the file is left in the rollback
+        journal for the `bulk()` that follows (which puts it back in WAL)."""
+        if self.readonly or self.in_transaction or (size is not None and size < BULK_BYTES):
+            return False
+        return not _try_rollback_journal(self.conn)
+
+    def restore_wal(self) -> None:
+        """Back to WAL if `would_share` left the file in the rollback journal and no
+        `bulk()` followed (the write failed before it began)."""
+        conn = self.conn
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self._restore_wal(conn)
+
+    @property
+    def fd(self) -> int | None:
+        """SQLite's descriptor of the file for this thread's connection (file_locks)."""
+        self.conn
+        return self._local.fd
+
+    @contextlib.contextmanager
+    def writing_back(self, fd: int | None):
+        """While the block runs, `wrote()` pushes the pages written through `fd` to
+        disk in the background (see Writeback); a None `fd` does nothing."""
+        if fd is None:
+            yield
+            return
+        self._local.writeback = Writeback(fd)
+        try:
+            yield
+        finally:
+            self._local.writeback.finish()
+            self._local.writeback = None
+
+    @contextlib.contextmanager
+    def staging(self):
+        """This thread writes rows nobody sees yet: its commits leave the WAL to be
+        checkpointed after the import (db/checkpoints.py)."""
+        self.conn
+        self._local.staging = True
+        try:
+            yield
+        finally:
+            self._local.staging = False
 
     def _restore_wal(self, conn: apsw.Connection) -> None:
         # never raise here: the write has committed (or the caller's error is on its

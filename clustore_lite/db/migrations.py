@@ -180,6 +180,15 @@ MIGRATIONS = [
         checksum INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 6: imports in flight into a served store (db/staging.py): their chunks are
+    # written in short transactions before their dataframe exists, and listed here
+    # until the final commit adopts them, so that a killed import's can be swept.
+    """
+    CREATE TABLE chunk_import (
+        dataframeId TEXT PRIMARY KEY,
+        startedAt TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass
 
 from ..errors import TransactionError
-from .connection import WAL_BYTES, Database
+from .checkpoints import WAL_BYTES
+from .connection import Database
 
 INCREMENTAL = 2  # PRAGMA auto_vacuum's answer for INCREMENTAL
 

@@ -274,7 +274,8 @@ class Pusher:
         spec = TABLES[table]
         names = [("NULL" if (table, c) in HEAVY else q(c)) for c in spec.columns]
         key_index = [list(spec.columns).index(c) for c in spec.key]
-        for values in self.db.execute(f"SELECT {', '.join(names)} FROM {spec.quoted}"):
+        for values in self.db.execute(f"SELECT {', '.join(names)} FROM {spec.quoted} l "
+                                      f"WHERE {spec.exists_sql('l') or 1}"):
             values = list(values)
             key = " ".join(str(values[i]) for i in key_index)
             digest = hashlib.blake2b(repr(values).encode(), digest_size=16).digest()
@@ -292,7 +293,8 @@ class Pusher:
         for table in reversed(ORDER):
             spec = TABLES[table]
             local = {" ".join(map(str, row)) for row in self.db.execute(
-                f"SELECT {', '.join(map(q, spec.key))} FROM {spec.quoted}")}
+                f"SELECT {', '.join(map(q, spec.key))} FROM {spec.quoted} l "
+                f"WHERE {spec.exists_sql('l') or 1}")}
             gone = [key for key in self._pushed(table) if key not in local]
             if not gone:
                 continue

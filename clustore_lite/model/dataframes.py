@@ -6,8 +6,10 @@ has no Python loop over rows."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import apsw
@@ -15,12 +17,26 @@ import pyarrow as pa
 
 from ..arrow import checksum, codec, conform
 from .. import values as v
+from ..db import staging
 from ..errors import DataCorrupted, InvalidValue, NotFound
 from .base import Collection
 
 CHECK_AHEAD_BYTES = 8 << 20  # of an Arrow stream, validated before its HTTP answer starts
 # a chunk's checksum (migration 5), in a statement that reads the chunk table unaliased
 CHECKSUM = "(SELECT checksum FROM chunk_checksum WHERE chunkId = chunk.id)"
+
+
+@dataclass(frozen=True)
+class Staged:
+    """The chunks of a dataframe-to-be, written ahead by a served import (see
+    `Dataframes.staged`): `create_owned` makes them a dataframe."""
+
+    id: str
+    schema: pa.Schema
+    columns: str
+    rows: int
+    size: int
+    compression: str | None
 
 
 class Dataframes(Collection):
@@ -33,22 +49,59 @@ class Dataframes(Collection):
         """A new dataframe, empty or holding `data` (a pyarrow Table or RecordBatch, a
         pandas DataFrame, a dict of columns, or a stream of RecordBatches)."""
         self.store.authorize("insert", "dataframe", {})
-        return self.create_owned(data, metadata, chunk_rows, compression, id)
+        if id is not None:  # staged chunks must never meet an existing dataframe
+            return self.create_owned(data, metadata, chunk_rows, compression, id)
+        with self.staged(data, chunk_rows, compression) as data:
+            return self.create_owned(data, metadata, chunk_rows, compression)
 
     def create_owned(self, data: Any = None, metadata: dict | None = None,
                      chunk_rows: int = codec.DEFAULT_CHUNK_ROWS,
                      compression: str | None = None, id: str | None = None) -> v.Record:
         """`create`, for a dataframe made by an authorized write of its owner
         (a dataset or a task)."""
+        if isinstance(data, Staged):
+            id, compression = data.id, data.compression
         values = self.with_id(
             self.checked({"metadata": metadata if metadata is not None else {}}), id)
         values["compression"] = codec.check_compression(compression)
         codec.check_chunk_rows(chunk_rows)
-        with self.db.bulk(codec.size_hint(data)):
+        with self.db.bulk(0 if isinstance(data, Staged) else codec.size_hint(data)):
             frame = self.insert(values, authorize=False)
-            if data is not None:
+            if isinstance(data, Staged):
+                self._adopt(data)
+            elif data is not None:
                 self._write(frame, data, chunk_rows)
             return self.get_unfiltered(frame["id"])
+
+    @contextlib.contextmanager
+    def staged(self, data: Any, chunk_rows: int = codec.DEFAULT_CHUNK_ROWS,
+               compression: str | None = None) -> Iterator[Any]:
+        """Write the chunks of a new dataframe ahead, when it is large and other
+        processes use the file (a served store): in short transactions that hand the
+        write lock over, unseen until the caller's transaction, given what this
+        yields, makes the dataframe (`create_owned`). Otherwise yields `data` itself,
+        for the caller's transaction to write as before. See db/staging.py."""
+        if data is None or isinstance(data, Staged) \
+                or not self.db.would_share(codec.size_hint(data)):
+            try:
+                yield data
+            finally:
+                if not self.db.in_transaction:
+                    self.db.restore_wal()  # would_share may have left the WAL
+            return
+        compression = codec.check_compression(compression)
+        codec.check_chunk_rows(chunk_rows)
+        frame = {"id": v.new_id(), "compression": compression}
+        schema, batches = codec.iter_batches(data)
+        columns = v.to_sql(self.table, {"columns": schema.names})["columns"]
+        with staging.Slices(self.db, frame["id"], v.now()) as slices:
+            rows, size = self._write_chunks(frame, schema, batches, chunk_rows, 0, slices)
+            slices.finish()
+            yield Staged(frame["id"], schema, columns, rows, size, compression)
+
+    def _adopt(self, staged: Staged) -> None:
+        self._set_written(staged.id, staged.schema, staged.columns, staged.rows, staged.size)
+        staging.adopted(self.db.conn, staged.id)
 
     def append(self, id: str, data: Any, chunk_rows: int = codec.DEFAULT_CHUNK_ROWS) -> v.Record:
         """Add rows at the end. Their schema must be the dataframe's (the first append
@@ -82,17 +135,20 @@ class Dataframes(Collection):
         columns = v.to_sql(self.table, {"columns": stored.names})["columns"]  # checked first
         added_rows, added_bytes = self._write_chunks(
             frame, stored, batches, chunk_rows, self._last_position(frame["id"]))
+        self._set_written(frame["id"], stored, columns, added_rows, added_bytes)
+
+    def _set_written(self, id: str, stored: pa.Schema, columns: str, added_rows: int,
+                     added_bytes: int) -> None:
         self.db.execute(
             "UPDATE dataframe SET arrowSchema = ?, dim = ?, columns = ?, rows = rows + ?, "
             "size = size + ?, updatedAt = ? WHERE id = ?",
-            (codec.schema_bytes(stored), len(stored.names),
-             columns,
-             added_rows, added_bytes, v.now(), frame["id"]))
+            (codec.schema_bytes(stored), len(stored.names), columns,
+             added_rows, added_bytes, v.now(), id))
 
-    def _write_chunks(self, frame: v.Record, stored: pa.Schema, batches, chunk_rows: int,
-                      position: int) -> tuple[int, int]:
+    def _write_chunks(self, frame: dict, stored: pa.Schema, batches, chunk_rows: int,
+                      position: int, slices: staging.Slices | None = None) -> tuple[int, int]:
         """Write `batches` as chunks of `chunk_rows` rows after `position`; answer the
-        rows and bytes added."""
+        rows and bytes added. With `slices`, in its short transactions."""
         added_rows, added_bytes = 0, 0
         stamp = v.now()
         compression = frame["compression"]
@@ -132,7 +188,11 @@ class Dataframes(Collection):
                              (chunk_id, sink.checksum))
                 added_rows += batch.num_rows
                 added_bytes += size
-                self.db.wrote(size)
+                (slices or self.db).wrote(size)
+                if slices is not None and slices.full:
+                    blob.close()  # a transaction cannot end with a BLOB open
+                    blob = None
+                    slices.next()
         finally:
             if blob is not None:
                 blob.close()

@@ -8,6 +8,7 @@ from ..arrow import codec
 from .. import values as v
 from ..errors import InvalidValue
 from .base import Collection, OwnsAccess, reference
+from .dataframes import Staged
 
 
 class Datasets(OwnsAccess):
@@ -24,8 +25,10 @@ class Datasets(OwnsAccess):
         """A dataset and its dataframe (empty when `data` is None), in one transaction."""
         values = self.with_id(self.checked({"organizationId": organization_id, "name": name,
                                             "ownerId": owner_id}), id)
-        with self.db.bulk(codec.size_hint(data)):
-            frame = self.store.dataframes.create_owned(data, metadata, chunk_rows, compression)
+        frames = self.store.dataframes
+        with frames.staged(data, chunk_rows, compression) as data, \
+                self.db.bulk(0 if isinstance(data, Staged) else codec.size_hint(data)):
+            frame = frames.create_owned(data, metadata, chunk_rows, compression)
             return self.insert_with_access({**values, "dataframeId": frame["id"]}, public, webhook)
 
     def read(self, id: str, columns: list[str] | None = None):

@@ -1,0 +1,228 @@
+"""A bulk import into a store another process uses is staged (issue 17, db/staging.py):
+written in short transactions as chunks nobody sees, made visible by one final commit,
+with the write lock handed to waiting writers between slices; a failed import leaves
+nothing, a killed one leaves nothing visible and is swept at the next open."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import apsw
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import clustore_lite
+from clustore_lite.db import staging
+from serving import Client, running_server
+
+SEED = 4242
+ROWS, COLUMNS = 200_000, 8  # 12.8 MB of float64
+
+
+def table(seed: int = SEED) -> pa.Table:
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    return pa.table({f"x{i}": rng.random(ROWS) for i in range(COLUMNS)})
+
+
+def counts(store) -> tuple[int, int, int]:
+    """(datasets, chunks an admin sees, chunk rows in the file)."""
+    raw = store.db.execute("SELECT count(*) FROM chunk").fetchone()[0]
+    return len(store.datasets.list()), len(store.chunks.list()), raw
+
+
+@pytest.fixture
+def small_slices(monkeypatch):
+    monkeypatch.setattr(staging, "SLICE_BYTES", 1 << 20)
+    monkeypatch.setattr(clustore_lite.db.connection, "BULK_BYTES", 1 << 20)
+
+
+def test_an_import_beside_another_connection_is_staged_then_adopted(db_path, small_slices,
+                                                                      monkeypatch):
+    data = table()
+    seen, slices = [], []
+    original = staging.Slices.next
+
+    def observed(self):
+        original(self)
+        slices.append(self.frame_id)
+        seen.append(counts(server))
+
+    monkeypatch.setattr(staging.Slices, "next", observed)
+    with clustore_lite.open(db_path) as server, clustore_lite.open(db_path) as importer:
+        org = importer.organizations.create("lumen")
+        made = importer.datasets.create(org["id"], "big", data, chunk_rows=10_000)
+        assert len(slices) >= 5, "the import was not cut into short transactions"
+        # meanwhile the chunks were in the file, and nobody saw them
+        assert all(datasets == 0 and chunks == 0 for datasets, chunks, _ in seen), seen
+        assert seen[-1][2] > 0
+        assert server.datasets.read(made["id"]).equals(data)
+        assert counts(server) == (1, 20, 20)
+        frame = server.dataframes.get(made["dataframeId"])
+        assert frame["id"] == slices[0] and frame["rows"] == ROWS
+        assert server.db.execute("SELECT count(*) FROM chunk_import").fetchone()[0] == 0
+        assert server.check().ok
+
+
+def test_the_served_api_never_shows_staged_chunks(db_path, small_slices, monkeypatch):
+    """`clustore-lite serve` runs on the file; at every slice boundary the store
+    admin's GraphQL sees no chunk, no dataframe and a chunk count of 0 (every reader
+    goes through catalog.Table.exists_sql); after the import, all of them."""
+    answers = []
+    original = staging.Slices.next
+    query = ("{ chunks { id } chunks_aggregate { aggregate { count } } dataframes { id } "
+             "datasets { name } }")
+
+    def observed(self):
+        original(self)
+        answers.append(client(query))
+
+    monkeypatch.setattr(staging.Slices, "next", observed)
+    with running_server(db_path) as url:
+        client = Client(url)
+        with clustore_lite.open(db_path) as importer:
+            org = importer.organizations.create("lumen")
+            importer.datasets.create(org["id"], "big", table(), chunk_rows=10_000)
+        assert answers
+        for answer in answers:
+            assert answer == {"chunks": [], "chunks_aggregate": {"aggregate": {"count": 0}},
+                              "dataframes": [], "datasets": []}, answer
+        after = client(query)
+        assert len(after["chunks"]) == 20 and after["datasets"] == [{"name": "big"}]
+
+
+def test_a_failed_staged_import_leaves_nothing(db_path, small_slices):
+    data = table()
+
+    def batches():
+        yield from data.to_batches(max_chunksize=10_000)[:12]
+        raise OSError("the sensor's disk went away")
+
+    with clustore_lite.open(db_path) as server, clustore_lite.open(db_path) as importer:
+        org = importer.organizations.create("lumen")
+        reader = pa.RecordBatchReader.from_batches(data.schema, batches())
+        with pytest.raises(OSError, match="went away"):
+            importer.datasets.create(org["id"], "big", reader, chunk_rows=10_000)
+        assert counts(server) == (0, 0, 0)
+        assert server.db.execute("SELECT count(*) FROM chunk_import").fetchone()[0] == 0
+        # and the importer's connection writes as before (foreign keys back on)
+        with pytest.raises(apsw.ConstraintError, match="FOREIGN KEY"):
+            importer.db.execute("INSERT INTO chunk (id, dataframeId, position, rows, size, "
+                                "createdAt, updatedAt, data) VALUES ('c', 'nope', 1, 0, 0, "
+                                "'t', 't', x'')")
+
+
+def test_a_waiting_writer_gets_the_lock_between_slices(db_path, small_slices, monkeypatch):
+    """A writer that asks for the lock while an import runs commits before the import
+    ends: the importer hands the lock over at its next slice boundary."""
+    asked, written = threading.Event(), threading.Event()
+    during = []
+    original = staging.Slices.next
+
+    def observed(self):
+        if not asked.is_set():
+            asked.set()  # the writer starts now, while the import holds the lock
+        original(self)
+        during.append(written.is_set())
+
+    monkeypatch.setattr(staging.Slices, "next", observed)
+
+    def small_writer():
+        asked.wait(60)
+        with clustore_lite.open(db_path) as other:
+            other.organizations.create("small")
+        written.set()
+
+    with clustore_lite.open(db_path) as server, clustore_lite.open(db_path) as importer:
+        org = importer.organizations.create("lumen")
+        thread = threading.Thread(target=small_writer)
+        thread.start()
+        importer.datasets.create(org["id"], "big", table(), chunk_rows=5_000)
+        thread.join(60)
+        assert written.is_set()
+        assert any(during), f"the small write waited for the whole import: {during}"
+        assert {o["name"] for o in server.organizations.list()} == {"lumen", "small"}
+
+
+CHILD = """
+import os, signal, sys
+import numpy as np, pyarrow as pa
+import clustore_lite
+from clustore_lite.db import staging, connection
+staging.SLICE_BYTES = 1 << 20
+connection.BULK_BYTES = 1 << 20
+kill_at = int(sys.argv[2])
+slices = []
+original = staging.Slices.next
+def next_slice(self):
+    original(self)
+    slices.append(1)
+    if len(slices) == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+staging.Slices.next = next_slice
+rng = np.random.default_rng(int(sys.argv[3]))
+data = pa.table({f"x{i}": rng.random(200_000) for i in range(8)})
+with clustore_lite.open(sys.argv[1]) as store:
+    org = store.organizations.list()[0]
+    store.datasets.create(org["id"], "big", data, chunk_rows=10_000)
+"""
+
+
+@pytest.mark.parametrize("kill_at", [1, 5, 9])
+def test_sigkill_mid_staged_import_leaves_nothing_visible_and_is_swept(db_path, kill_at):
+    """The crash campaign for the staged path: a child imports while this process
+    keeps the store open and reading; SIGKILL at a slice boundary. Readers never see
+    a partial dataset; the next open sweeps the chunks (no importer holds IMPORTING)."""
+    with clustore_lite.open(db_path) as server:
+        server.organizations.create("lumen")
+        stop, seen = threading.Event(), []
+
+        def reader():
+            with clustore_lite.open(db_path) as store:
+                while not stop.is_set():
+                    seen.append(counts(store)[:2])
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            child = subprocess.run([sys.executable, "-c", CHILD, str(db_path), str(kill_at),
+                                    str(SEED)], capture_output=True, text=True, timeout=120)
+        finally:
+            stop.set()
+            thread.join(60)
+        assert child.returncode == -signal.SIGKILL, child.stderr
+        assert seen and set(seen) == {(0, 0)}, "a reader saw a partial import"
+        datasets, chunks, raw = counts(server)
+        assert (datasets, chunks) == (0, 0)
+        assert raw > 0  # staged chunks the kill left behind, unseen
+        assert server.db.execute("SELECT count(*) FROM chunk_import").fetchone()[0] == 1
+    with clustore_lite.open(db_path) as reopened:
+        assert counts(reopened) == (0, 0, 0)
+        assert reopened.db.execute("SELECT count(*) FROM chunk_import").fetchone()[0] == 0
+        assert reopened.check().ok
+        # and the store imports as usual afterwards
+        org = reopened.organizations.list()[0]
+        made = reopened.datasets.create(org["id"], "again", table())
+        assert reopened.datasets.read(made["id"]).num_rows == ROWS
+
+
+def test_an_import_in_flight_is_not_swept(db_path, small_slices, monkeypatch):
+    """A store opened while another process's import is staged leaves its chunks be."""
+    opened = []
+    original = staging.Slices.next
+
+    def observed(self):
+        original(self)
+        if not opened:
+            with clustore_lite.open(db_path) as late:
+                opened.append(late.db.execute("SELECT count(*) FROM chunk").fetchone()[0])
+
+    monkeypatch.setattr(staging.Slices, "next", observed)
+    with clustore_lite.open(db_path) as server, clustore_lite.open(db_path) as importer:
+        org = importer.organizations.create("lumen")
+        made = importer.datasets.create(org["id"], "big", table(), chunk_rows=10_000)
+        assert opened and opened[0] > 0
+        assert server.datasets.read(made["id"]).num_rows == ROWS
