@@ -115,7 +115,7 @@ def test_bulk_write_flushes_to_disk_in_the_background(db_path, monkeypatch):
     synced = []
     monkeypatch.setattr(writeback, "WRITEBACK_BYTES", 1)
     monkeypatch.setattr(storage, "BULK_BYTES", 0)  # small data, taken as a bulk write
-    monkeypatch.setattr(writeback, "_sync", lambda fd: synced.append(os.fstat(fd).st_ino))
+    monkeypatch.setattr(writeback, "sync", lambda fd: synced.append(os.fstat(fd).st_ino))
     with clustore_lite.open(db_path) as store:
         frame = store.dataframes.create({"x": list(range(100))}, chunk_rows=10)
         assert store.dataframes.read(frame["id"]).num_rows == 100

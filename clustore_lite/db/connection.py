@@ -260,7 +260,7 @@ class Database:
         self._identity = None
         self._wal_emptied = False
         self.checkpointer = checkpoints.Checkpointer(
-            lambda: connect(self.path, durability=self.durability), database_fd)
+            self.path, lambda: connect(self.path, durability=self.durability), database_fd)
         self.conn  # open now, so that a bad file fails at open time
         self._identity = file_identity(self.path)
 

@@ -12,7 +12,7 @@ import apsw
 WRITEBACK_BYTES = 16 << 20  # bulk writes: flush to disk in the background this often
 
 
-def _sync(fd: int) -> None:
+def sync(fd: int) -> None:
     try:
         (getattr(os, "fdatasync", None) or os.fsync)(fd)
     except OSError:
@@ -64,7 +64,7 @@ class Writeback:
         self.pending += size
         if self.pending >= WRITEBACK_BYTES and not (self.thread and self.thread.is_alive()):
             self.pending = 0
-            self.thread = threading.Thread(target=_sync, args=(self.fd,), daemon=True,
+            self.thread = threading.Thread(target=sync, args=(self.fd,), daemon=True,
                                            name="clustore-writeback")
             self.thread.start()
 

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from ..access.http import Authenticator, AuthError
+from ..db.checkpoints import wal_is_large
 from ..db.connection import connect
 from ..delivery import Deliverer
 from ..graphql import atomic, fastpath
@@ -174,6 +175,8 @@ class Server:
                     self.changes.bump()
                     if deliverer is not None:
                         deliverer.wake()
+                    if not self.store.readonly and wal_is_large(self.store.path):
+                        self.store.db.checkpointer.request()  # a foreign import ended?
         finally:
             conn.close()
 
