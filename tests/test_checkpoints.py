@@ -5,6 +5,7 @@ nothing is copied while an import is in flight."""
 
 import os
 import threading
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -51,6 +52,13 @@ def test_a_small_commit_after_an_import_leaves_the_copy_to_a_background_thread(
         assert copied.wait(60), "no background checkpoint"
         assert "MainThread" not in ran, ran  # not in the import's commit, nor the small one
         assert set(ran) == {"clustore-checkpoint"}
+        # then the WAL file is cut back to its budget, in steps, by that thread alone
+        deadline = time.monotonic() + 60
+        while checkpoints.wal_size(str(db_path)) > checkpoints.WAL_BYTES \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert checkpoints.wal_size(str(db_path)) <= checkpoints.WAL_BYTES
+        assert server.organizations.list(where={"name": {"_eq": "small"}})
     with clustore_lite.open(db_path) as store:  # and the file is whole
         assert len(store.datasets.list()) == 1 and store.check().ok
 
@@ -74,9 +82,13 @@ def test_nothing_is_checkpointed_while_an_import_is_in_flight(db_path, small_lim
         commits.append(1)
 
     monkeypatch.setattr(staging.Slices, "_commit", committed)
+    with clustore_lite.open(db_path) as store:  # (its background checkpoint ends with it)
+        org = store.organizations.create("lumen")
     with clustore_lite.open(db_path) as server, clustore_lite.open(db_path) as importer:
-        org = importer.organizations.create("lumen")
         importer.datasets.create(org["id"], "big", data())
-        server.organizations.create("after")
+        server.db.checkpointer.request()  # and now the copy may happen
+        deadline = time.monotonic() + 60
+        while not during and time.monotonic() < deadline:
+            time.sleep(0.01)
     assert commits and during, (commits, during)
     assert True not in during, during

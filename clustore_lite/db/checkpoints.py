@@ -30,20 +30,56 @@ from .writeback import sync
 WAL_BYTES = 16 << 20  # checkpoint once the WAL holds this much; truncate it back to it
 INLINE_BYTES = 64 << 20  # larger WALs are copied in the background, not in a commit
 RETRY_SECONDS = 0.2  # while an import is in flight, look again this often
-PACE_SECONDS = 0.02  # during a background checkpoint, flush the file this often
+RETRIES = 50  # an incomplete checkpoint is tried again this often, then left to the next ask
+PACE_SECONDS = 0.005  # during a background checkpoint, flush the file this often
+SHRINK_BYTES = 64 << 20  # a large WAL file is cut back by this much per step
 
 
 def wal_full(pages: int, page_size: int) -> bool:
     return pages * page_size >= WAL_BYTES
 
 
+def wal_size(path: str) -> int:
+    try:
+        return os.path.getsize(path + "-wal")
+    except OSError:
+        return 0
+
+
 def wal_is_large(path: str) -> bool:
     """Whether the WAL file of the store at `path` outgrew what commits copy
-    themselves (its size is a high-water mark: cut back only after a checkpoint)."""
-    try:
-        return os.path.getsize(path + "-wal") > INLINE_BYTES
-    except OSError:
-        return False
+    themselves (its size is a high-water mark: cut back only by `shrink`)."""
+    return wal_size(path) > INLINE_BYTES
+
+
+def shrink(conn: apsw.Connection, writer: apsw.Connection, path: str,
+           stop: threading.Event) -> bool:
+    """Cut the WAL file back to WAL_BYTES, SHRINK_BYTES at a time; whether it is.
+
+    SQLite cuts it (to journal_size_limit) in the commit that restarts the WAL from
+    its beginning: at once, truncating 512 MB took that commit 100-150 ms, and a small
+    write waited for it. So connections have no limit (connection.bound_wal), and
+    this thread makes the restarting commits itself, one step lower each: `writer`
+    takes the write lock (no other commit can restart the WAL first), `conn` copies
+    what the WAL holds, and the writer's commit (of the file's user_version, as it
+    was: a write that changes nothing) restarts the WAL and cuts it. ~15 ms a step."""
+    while not stop.is_set():
+        size = wal_size(path)
+        if size <= WAL_BYTES:
+            return True
+        writer.execute(f"PRAGMA journal_size_limit = {max(WAL_BYTES, size - SHRINK_BYTES)}")
+        writer.execute("BEGIN IMMEDIATE")
+        try:
+            whole = checkpoint(conn)
+            version = writer.execute("PRAGMA user_version").fetchone()[0]
+            writer.execute(f"PRAGMA user_version = {version}")
+            writer.execute("COMMIT")
+        finally:
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
+        if not whole or wal_size(path) >= size:
+            return False  # a reader still needs the WAL: next time
+    return False
 
 
 def checkpoint(conn: apsw.Connection) -> bool:
@@ -132,6 +168,7 @@ class Checkpointer:
         with self._lock:
             self._conn = conn
         fd = self._fd_of(conn)
+        writer, failures = None, 0
         try:
             while self._wanted.wait() and not self._stop.is_set():
                 if file_locks.held(fd, file_locks.IMPORTING, unknown=False):
@@ -141,15 +178,21 @@ class Checkpointer:
                 try:
                     with paced(fd):
                         whole = checkpoint(conn)
+                    if whole and wal_size(self._path) > WAL_BYTES:
+                        writer = writer or self._open()
+                        whole = shrink(conn, writer, self._path, self._stop)
                 except apsw.Error:
-                    whole = False  # interrupted, or a failing disk
-                if not whole and wal_is_large(self._path) \
+                    whole = False  # interrupted, busy, or a failing disk
+                failures = 0 if whole else failures + 1
+                if not whole and failures < RETRIES and wal_size(self._path) > WAL_BYTES \
                         and not self._stop.wait(RETRY_SECONDS):
                     self._wanted.set()
         finally:
             with self._lock:
                 self._conn = None
             conn.close()
+            if writer is not None:
+                writer.close()
 
     def close(self) -> None:
         with self._lock:

@@ -130,11 +130,13 @@ def wait_for_locks(conn: apsw.Connection, timeout_ms: int) -> None:
 
 
 def bound_wal(conn: apsw.Connection, budget: int = WAL_BYTES) -> None:
-    """Checkpoint when the WAL holds `budget` bytes, whatever the page size, and cut it
-    back to that size after a checkpoint (it is reused, not shrunk, otherwise)."""
+    """Checkpoint when the WAL holds `budget` bytes, whatever the page size. A
+    Database's connections then hand checkpoints to db/checkpoints.py, which also
+    cuts a WAL file grown large back to the budget, in steps; a commit never cuts it
+    (SQLite's journal_size_limit would, all at once)."""
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     conn.execute(f"PRAGMA wal_autocheckpoint = {max(1, budget // page_size)}")
-    conn.execute(f"PRAGMA journal_size_limit = {budget}")
+    conn.execute("PRAGMA journal_size_limit = -1")
 
 
 def create_private(path: str) -> None:
