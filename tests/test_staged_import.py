@@ -226,3 +226,17 @@ def test_an_import_in_flight_is_not_swept(db_path, small_slices, monkeypatch):
         made = importer.datasets.create(org["id"], "big", table(), chunk_rows=10_000)
         assert opened and opened[0] > 0
         assert server.datasets.read(made["id"]).num_rows == ROWS
+
+
+def test_a_caller_without_rights_is_refused_before_anything_is_written(db_path, small_slices,
+                                                                        monkeypatch):
+    entered = []
+    enter = staging.Slices.__enter__
+    monkeypatch.setattr(staging.Slices, "__enter__", lambda self: entered.append(1) or enter(self))
+    with clustore_lite.open(db_path) as server, clustore_lite.open(db_path) as store:
+        stranger = store.users.create("stranger")
+        org = store.organizations.create("lumen")
+        with pytest.raises(clustore_lite.PermissionDenied):
+            store.as_user(stranger["id"]).datasets.create(org["id"], "big", table())
+        assert not entered  # refused before the first chunk, not after the last
+        assert counts(server) == (0, 0, 0)

@@ -550,13 +550,14 @@ class Database:
         return self._local.fd
 
     @contextlib.contextmanager
-    def writing_back(self, fd: int | None):
+    def writing_back(self, fd: int | None, every: int | None = None):
         """While the block runs, `wrote()` pushes the pages written through `fd` to
-        disk in the background (see Writeback); a None `fd` does nothing."""
+        disk in the background, `every` bytes (see Writeback); a None `fd` does
+        nothing."""
         if fd is None:
             yield
             return
-        self._local.writeback = Writeback(fd)
+        self._local.writeback = Writeback(fd, every)
         try:
             yield
         finally:

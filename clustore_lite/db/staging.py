@@ -28,6 +28,9 @@ from . import file_locks
 from .connection import DURABILITY, Database
 
 SLICE_BYTES = 16 << 20  # chunk bytes per short transaction (a whole chunk at least)
+# the WAL is flushed this often: a small writer's commit syncs the WAL, and with it
+# whatever of the import is not on disk yet
+WRITEBACK_BYTES = 4 << 20
 HAND_OVER_SECONDS = 0.1  # longest wait, between two slices, for waiting writers
 
 
@@ -65,7 +68,7 @@ class Slices:
             settings.enter_context(db.staging())
             wal = os.open(db.path + "-wal", os.O_RDONLY)  # bears no lock: safe to close
             settings.callback(os.close, wal)
-            settings.enter_context(db.writing_back(wal))
+            settings.enter_context(db.writing_back(wal, WRITEBACK_BYTES))
             self._begin()
             conn.execute("INSERT INTO chunk_import (dataframeId, startedAt) VALUES (?, ?)",
                          (self.frame_id, self.stamp))

@@ -26,6 +26,9 @@ class Datasets(OwnsAccess):
         values = self.with_id(self.checked({"organizationId": organization_id, "name": name,
                                             "ownerId": owner_id}), id)
         frames = self.store.dataframes
+        if data is not None:  # refused before gigabytes are written, not after
+            self.store.authorize("insert", self.table.name,
+                                 {**values, "public": public, "webhook": webhook})
         with frames.staged(data, chunk_rows, compression) as data, \
                 self.db.bulk(0 if isinstance(data, Staged) else codec.size_hint(data)):
             frame = frames.create_owned(data, metadata, chunk_rows, compression)
