@@ -240,3 +240,25 @@ def test_a_caller_without_rights_is_refused_before_anything_is_written(db_path, 
             store.as_user(stranger["id"]).datasets.create(org["id"], "big", table())
         assert not entered  # refused before the first chunk, not after the last
         assert counts(server) == (0, 0, 0)
+
+
+def test_the_cli_imports_into_a_served_store(tmp_path, db_path):
+    """`clustore-lite import` beside `clustore-lite serve`: staged (its size is not
+    known ahead, the file is shared), visible whole at once, nothing left staged."""
+    import pyarrow.parquet as pq
+    source = tmp_path / "points.parquet"
+    data = table()
+    pq.write_table(data, source, row_group_size=20_000)
+    with running_server(db_path) as url:
+        client = Client(url)
+        done = subprocess.run([sys.executable, "-m", "clustore_lite", "import", str(db_path),
+                               str(source), "--org", "lumen", "--dataset", "points", "--quiet"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        answer = client("{ datasets { name dataframe { rows chunks_aggregate "
+                        "{ aggregate { count } } } } }")
+        assert answer["datasets"] == [{"name": "points", "dataframe": {
+            "rows": ROWS, "chunks_aggregate": {"aggregate": {"count": 4}}}}]
+    with clustore_lite.open(db_path) as store:
+        assert store.db.execute("SELECT count(*) FROM chunk_import").fetchone()[0] == 0
+        assert store.datasets.read(store.datasets.list()[0]["id"]).equals(data)
