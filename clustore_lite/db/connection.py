@@ -383,8 +383,10 @@ class Database:
                                 "refused; open it without readonly=True to change it")
         conn = self.conn
         depth = self._local.depth
-        # a writer in line for the write lock says so: an import hands it over
-        waiting = depth == 0 and write and file_locks.share(self._local.fd, file_locks.WAITING)
+        # a writer in line for the write lock says so: an import hands it over (an
+        # import's own short transactions do not: two imports would wait on each other)
+        waiting = depth == 0 and write and not getattr(self._local, "staging", False) \
+            and file_locks.share(self._local.fd, file_locks.WAITING)
         try:
             yield from self._nest(conn, depth, write)
         finally:
