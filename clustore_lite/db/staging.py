@@ -26,6 +26,7 @@ import time
 
 from . import file_locks
 from .connection import DURABILITY, Database
+from .writeback import reserve
 
 SLICE_BYTES = 16 << 20  # chunk bytes per short transaction (a whole chunk at least)
 # the WAL is flushed this often: a small writer's commit syncs the WAL, and with it
@@ -66,7 +67,7 @@ class Slices:
             settings.callback(conn.execute,
                               f"PRAGMA synchronous = {DURABILITY[db.durability]}")
             settings.enter_context(db.staging())
-            wal = os.open(db.path + "-wal", os.O_RDONLY)  # bears no lock: safe to close
+            self._wal = wal = os.open(db.path + "-wal", os.O_RDWR)  # no lock on it: safe
             settings.callback(os.close, wal)
             settings.enter_context(db.writing_back(wal, WRITEBACK_BYTES))
             self._begin()
@@ -78,6 +79,8 @@ class Slices:
         return self
 
     def _begin(self) -> None:
+        # the WAL's next slice gets its disk blocks ahead (its size stays SQLite's)
+        reserve(self._wal, os.fstat(self._wal).st_size, self.slice_bytes + (self.slice_bytes >> 3))
         self._transaction = self.db.transaction()
         self._transaction.__enter__()
         self.pending = 0
