@@ -311,3 +311,24 @@ def test_full_push_repairs_rows_changed_in_postgresql(store, url):
     report = postgres.push(store, url, full=True)  # ...unless asked to compare everything
     assert report.sent_rows == sum(len(rows) for rows in local_rows(store).values())
     assert_mirrors(store, url)
+
+
+def test_staged_chunks_of_an_import_in_flight_are_not_pushed(store, url):
+    """Chunks a served import staged (their dataframe does not exist yet, db/staging.py)
+    are no rows yet: a push sends none of them, and deletes none it sent before."""
+    fill(store)
+    staged = "5e7c0000-0000-4000-8000-000000000001"
+    conn = store.db.conn
+    conn.execute("PRAGMA foreign_keys = OFF")
+    frame = "5e7c0000-0000-4000-8000-000000000002"
+    conn.execute("INSERT INTO chunk_import (dataframeId, startedAt) VALUES (?, 't')", (frame,))
+    conn.execute("INSERT INTO chunk (id, dataframeId, position, rows, size, createdAt, "
+                 "updatedAt, data) VALUES (?, ?, 1, 1, 1, '2026-11-27T00:00:00Z', "
+                 "'2026-11-27T00:00:00Z', x'00')", (staged, frame))
+    conn.execute("PRAGMA foreign_keys = ON")
+    postgres.push(store, url)
+    with psycopg.connect(url) as pg:
+        assert pg.execute("SELECT count(*) FROM public.chunk WHERE id = %s",
+                          (staged,)).fetchone()[0] == 0
+    store.db.execute("DELETE FROM chunk WHERE id = ?", (staged,))
+    assert_mirrors(store, url)
