@@ -326,7 +326,8 @@ def test_staged_chunks_of_an_import_in_flight_are_not_pushed(store, url):
                  "updatedAt, data) VALUES (?, ?, 1, 1, 1, '2026-11-27T00:00:00Z', "
                  "'2026-11-27T00:00:00Z', x'00')", (staged, frame))
     conn.execute("PRAGMA foreign_keys = ON")
-    postgres.push(store, url)
+    report = postgres.push(store, url)
+    assert report.refused == [] and report.held_back == 0  # not even considered
     with psycopg.connect(url) as pg:
         assert pg.execute("SELECT count(*) FROM public.chunk WHERE id = %s",
                           (staged,)).fetchone()[0] == 0
