@@ -199,6 +199,9 @@ def test_sigkill_mid_staged_import_leaves_nothing_visible_and_is_swept(db_path, 
         assert (datasets, chunks) == (0, 0)
         assert raw > 0  # staged chunks the kill left behind, unseen
         assert server.db.execute("SELECT count(*) FROM chunk_import").fetchone()[0] == 1
+        report = server.check()  # they are no damage: the check says what they are
+        assert report.ok, report.problems
+        assert report.steps["staged chunks"].startswith(f"{raw} of an import in flight")
     with clustore_lite.open(db_path) as reopened:
         assert counts(reopened) == (0, 0, 0)
         assert reopened.db.execute("SELECT count(*) FROM chunk_import").fetchone()[0] == 0
