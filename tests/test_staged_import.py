@@ -265,3 +265,66 @@ def test_the_cli_imports_into_a_served_store(tmp_path, db_path):
     with clustore_lite.open(db_path) as store:
         assert store.db.execute("SELECT count(*) FROM chunk_import").fetchone()[0] == 0
         assert store.datasets.read(store.datasets.list()[0]["id"]).equals(data)
+
+
+RANDOM_KILL_CHILD = """
+import sys
+import numpy as np, pyarrow as pa
+import clustore_lite
+from clustore_lite.db import staging, connection
+staging.SLICE_BYTES = 1 << 20
+connection.BULK_BYTES = 1 << 20
+rng = np.random.default_rng(int(sys.argv[2]))
+data = pa.table({f"x{i}": rng.random(400_000) for i in range(8)})
+with clustore_lite.open(sys.argv[1]) as store:
+    org = store.organizations.list()[0]
+    print("began", flush=True)
+    store.datasets.create(org["id"], "big", data, chunk_rows=10_000)
+    print("done", flush=True)
+"""
+
+
+def test_sigkill_at_a_random_moment_of_a_staged_import(db_path):
+    """SIGKILL at seeded random moments (mid-chunk, mid-commit, after): a reader sees
+    no dataset or the whole one, and after the sweep the file holds exactly that."""
+    import random
+    rng = random.Random(SEED)
+    print("seed", SEED)
+    outcomes = set()
+    for attempt in range(4):
+        path = db_path.with_name(f"kill{attempt}.sqlite")
+        with clustore_lite.open(path) as server:
+            server.organizations.create("lumen")
+            stop, seen = threading.Event(), []
+
+            def reader():
+                with clustore_lite.open(path) as store:
+                    while not stop.is_set():
+                        frames = store.dataframes.list()
+                        seen.append(frames[0]["rows"] if frames else 0)
+
+            thread = threading.Thread(target=reader)
+            thread.start()
+            child = subprocess.Popen([sys.executable, "-c", RANDOM_KILL_CHILD, str(path),
+                                      str(SEED)], stdout=subprocess.PIPE, text=True)
+            try:
+                assert child.stdout.readline().startswith("began")
+                stop.wait(rng.uniform(0.0, 0.6))
+                child.send_signal(signal.SIGKILL)
+                child.wait(60)
+            finally:
+                stop.set()
+                thread.join(60)
+            assert set(seen) <= {0, 400_000}, "a reader saw a partial import"
+        with clustore_lite.open(path) as reopened:
+            datasets, chunks, raw = counts(reopened)
+            assert reopened.check().ok
+            if datasets:
+                outcomes.add("whole")
+                assert chunks == raw == 40
+                frame = reopened.dataframes.list()[0]
+                assert reopened.dataframes.read(frame["id"]).num_rows == 400_000
+            else:
+                outcomes.add("absent")
+                assert (chunks, raw) == (0, 0)
+    print("outcomes", outcomes)
