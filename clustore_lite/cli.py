@@ -16,7 +16,7 @@ import click
 from . import cli_admin, cli_data
 from . import demo as demo_data
 from .access import destinations
-from .catalog import DATA_MODEL
+from .catalog import DATA_MODEL, TABLES
 from .db import maintenance
 from .db.opening import writable
 from .db.sqlite_errors import translated
@@ -224,7 +224,9 @@ def describe(store: Store) -> dict:
         "bytes": os.path.getsize(store.path),
         "schema_version": db.execute("PRAGMA user_version").fetchone()[0],
         "journal_mode": db.execute("PRAGMA journal_mode").fetchone()[0],
-        "rows": {t: db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in DATA_MODEL},
+        "rows": {t: db.execute(f'SELECT count(*) FROM "{t}" r WHERE '
+                               f"{TABLES[t].exists_sql('r') or 1}").fetchone()[0]
+                 for t in DATA_MODEL},
         "datasets": datasets,
         "events": {row["status"]: row["n"] for row in db.query(
             "SELECT status, count(*) AS n FROM event GROUP BY status ORDER BY status")},
