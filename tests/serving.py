@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -13,11 +14,18 @@ from contextlib import contextmanager
 import httpx
 
 
+# Every httpx.Client builds a TLS context unless given one (~20 ms of CPU, loading the CA
+# certificates); `httpx.get`/`httpx.post` build a Client per call. The tests speak plain
+# HTTP on loopback: their clients share this one context.
+TLS = ssl.create_default_context()
+
+
 def http_client(**options) -> httpx.Client:
-    """A client for many requests. `httpx.get`/`httpx.post` build a Client per call, and
-    its TLS context costs ~20 ms of CPU (1,000 requests: 20 s of the suite); without
-    keep-alive, each request still opens a connection of its own, as httpx.post did."""
-    return httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0), **options)
+    """A client for many requests (1,000 httpx.post calls cost 20 s of the suite's CPU);
+    without keep-alive, each request still opens a connection of its own, as httpx.post
+    did."""
+    return httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0),
+                        verify=TLS, **options)
 
 
 HTTP = http_client()  # this process's: for tests that send one request after another
@@ -72,7 +80,7 @@ class Client:
 
     def __init__(self, url: str, headers: dict | None = None):
         self.url = f"{url}/v1/graphql"
-        self.http = httpx.Client(timeout=30, headers=headers or {})
+        self.http = httpx.Client(timeout=30, headers=headers or {}, verify=TLS)
 
     def post(self, query: str, variables: dict | None = None, **extra) -> httpx.Response:
         return self.http.post(self.url, json={"query": query, "variables": variables or {}, **extra})
