@@ -12,13 +12,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
-import httpx
 import jwt
 import pytest
 import websockets
 
 from access_differential import CALLERS, SEED, graphql_documents, subscription_document, world
-from serving import running_server
+from serving import HTTP, running_server
 
 ADMIN, JWT_SECRET = "admin-secret-for-differential", "jwt-secret-for-the-differential-test-0123"
 SAMPLE = 60  # targets per caller (of about 800)
@@ -55,7 +54,7 @@ def headers(caller: str, ids: dict) -> dict:
 
 
 def post(url: str, query: str, caller_headers: dict) -> dict:
-    response = httpx.post(f"{url}/v1/graphql", json={"query": query}, headers=caller_headers, timeout=60)
+    response = HTTP.post(f"{url}/v1/graphql", json={"query": query}, headers=caller_headers, timeout=60)
     assert response.status_code == 200, response.text
     return response.json()
 

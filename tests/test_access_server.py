@@ -3,14 +3,13 @@ test_access.py, asked over HTTP with JWTs, resource tokens and the admin secret.
 
 import time
 
-import httpx
 import jwt
 import pyarrow as pa
 import pytest
 
 import clustore_lite
 from access_matrix import OPERATIONS, cases, expected, setup
-from serving import running_server
+from serving import HTTP, running_server
 
 CASES = cases()
 ADMIN, JWT_SECRET = "admin-secret-for-tests", "jwt-secret-for-tests"
@@ -39,7 +38,7 @@ class Http:
         self.url, self.headers = url, headers
 
     def gql(self, query: str, variables: dict | None = None) -> dict:
-        response = httpx.post(f"{self.url}/v1/graphql", json={"query": query, "variables": variables or {}},
+        response = HTTP.post(f"{self.url}/v1/graphql", json={"query": query, "variables": variables or {}},
                               headers=self.headers, timeout=30)
         assert response.status_code < 500
         return response.json()
@@ -95,7 +94,7 @@ def attempt(http: Http, admin: Http, case, operation) -> bool:
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, batch.schema) as writer:
             writer.write_batch(batch)
-        response = httpx.post(f"{http.url}/v1/dataframes/{frame}/chunks", content=sink.getvalue().to_pybytes(),
+        response = HTTP.post(f"{http.url}/v1/dataframes/{frame}/chunks", content=sink.getvalue().to_pybytes(),
                               headers={**http.headers,
                                        "content-type": "application/vnd.apache.arrow.stream"})
         assert response.status_code in (200, 403, 404), response.text
@@ -149,7 +148,7 @@ def test_matrix_through_graphql(world, case):
 ])
 def test_bad_credentials_are_refused(world, headers, code):
     url, _ = world
-    response = httpx.post(f"{url}/v1/graphql", json={"query": "{ organizations { id } }"}, headers=headers)
+    response = HTTP.post(f"{url}/v1/graphql", json={"query": "{ organizations { id } }"}, headers=headers)
     assert response.status_code == 200  # as Hasura: clients then see extensions.code
     assert response.json()["errors"][0]["extensions"] == {"path": "$", "code": code}
 
@@ -158,14 +157,14 @@ def test_jwt_email_creates_the_user_on_first_sight(world):
     url, _ = world
     token = jwt.encode({"email": "new@example.org", "exp": int(time.time()) + 60}, JWT_SECRET, "HS256")
     headers = {"X-Clusauth-Token": token}
-    created = httpx.post(f"{url}/v1/graphql", headers=headers, json={
+    created = HTTP.post(f"{url}/v1/graphql", headers=headers, json={
         "query": 'mutation { insert_organization_one(object: {name: "by-email"}) { owner { email } } }'}).json()
     assert created["data"]["insert_organization_one"]["owner"]["email"] == "new@example.org"
 
 
 def test_anonymous_sees_public_organizations_only(world):
     url, _ = world
-    names = {o["name"] for o in httpx.post(f"{url}/v1/graphql", json={"query": "{ organizations { name } }"})
+    names = {o["name"] for o in HTTP.post(f"{url}/v1/graphql", json={"query": "{ organizations { name } }"})
              .json()["data"]["organizations"]}
     admin = Http(url, {"X-Hasura-Admin-Secret": ADMIN})
     public = _data(admin.gql("{ organizations(where: {access: {public: {_is_null: false}}}) { name } }"))
@@ -225,12 +224,12 @@ def test_regenerating_a_token_over_graphql_invalidates_the_old_one(world):
     org = _data(user.gql('mutation { insert_organization_one(object: {name: "regenerating"}) '
                          "{ access { id guestToken } } }"))["insert_organization_one"]["access"]
     old = org["guestToken"]
-    assert httpx.post(f"{url}/v1/graphql", json={"query": "{ teams { id } }"},
+    assert HTTP.post(f"{url}/v1/graphql", json={"query": "{ teams { id } }"},
                       headers={"X-Clusauth-Token": old}).status_code == 200
     new = _data(user.gql('mutation($id: uuid!) { regenerate_access_token(id: $id, role: "guest") { guestToken } }',
                          {"id": org["id"]}))["regenerate_access_token"]["guestToken"]
     assert new and new != old
-    refused = httpx.post(f"{url}/v1/graphql", json={"query": "{ teams { id } }"}, headers={"X-Clusauth-Token": old})
+    refused = HTTP.post(f"{url}/v1/graphql", json={"query": "{ teams { id } }"}, headers={"X-Clusauth-Token": old})
     assert refused.status_code == 200 and refused.json()["errors"][0]["extensions"]["code"] == "invalid-token"
     [guest_case] = [c for c in CASES if c.name == "team-membership-guest"]
     denied = user.gql('mutation($id: uuid!) { regenerate_access_token(id: $id, role: "guest") { id } }',

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import jwt
 import pytest
 from gql import Client as GqlClient
@@ -16,7 +15,7 @@ from gql.transport.exceptions import TransportQueryError
 from gql.transport.requests import RequestsHTTPTransport
 
 import clustore_lite
-from serving import running_server
+from serving import HTTP, running_server
 
 ADMIN, JWT_SECRET = "mut-admin-secret", "mut-jwt-secret-of-32-bytes-or-more!!"
 HEADERS = {"X-Hasura-Admin-Secret": ADMIN}
@@ -39,7 +38,7 @@ def post(served, query: str, variables: dict | None = None, user: str | None = N
     """The JSON answer, as the store admin or as `user` (a JWT)."""
     headers = HEADERS if user is None else {
         "X-Clusauth-Token": jwt.encode({"sub": user}, JWT_SECRET, "HS256")}
-    response = httpx.post(f"{served['url']}/v1/graphql", headers=headers, timeout=30,
+    response = HTTP.post(f"{served['url']}/v1/graphql", headers=headers, timeout=30,
                           json={"query": query, "variables": variables or {}})
     assert response.status_code == 200, response.text
     return response.json()

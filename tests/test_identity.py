@@ -16,7 +16,7 @@ import websockets
 import clustore_lite
 from clustore_lite.access.http import Authenticator
 from clustore_lite.db.migrations import MIGRATIONS
-from serving import running_server
+from serving import HTTP, running_server
 
 ADMIN, JWT_SECRET = "identity-admin-secret", "identity-jwt-secret-of-32-bytes-or-more"
 PROTOCOLS = ["graphql-transport-ws", "graphql-ws"]
@@ -122,7 +122,7 @@ def world(tmp_path_factory):
 
 def post(url: str, query: str, variables: dict | None = None, **headers) -> httpx.Response:
     headers = {k.replace("_", "-"): v for k, v in headers.items()}
-    return httpx.post(f"{url}/v1/graphql", json={"query": query, "variables": variables or {}},
+    return HTTP.post(f"{url}/v1/graphql", json={"query": query, "variables": variables or {}},
                       headers=headers, timeout=30)
 
 
@@ -224,7 +224,7 @@ def test_an_impersonated_write_is_the_users(world):
     ({"X-Hasura-Role": "user", "X-Hasura-User-Id": "00000000-0000-4000-8000-00000000dead"}, "invalid-headers"),
 ])
 def test_bad_impersonation_headers_are_refused_with_a_code(world, headers, code):
-    response = httpx.post(f"{world['url']}/v1/graphql", json={"query": TOKENS},
+    response = HTTP.post(f"{world['url']}/v1/graphql", json={"query": TOKENS},
                           headers={"X-Hasura-Admin-Secret": ADMIN, **headers})
     assert response.status_code == 200
     assert response.json()["errors"][0]["extensions"]["code"] == code
@@ -237,7 +237,7 @@ def test_without_the_admin_secret_impersonation_is_refused(world, who, role):
     url, gus, olga = world["url"], world["gus"], world["olga"]
     credentials = {"anonymous": {}, "jwt": {"X-Clusauth-Token": signed(sub=gus)},
                    "token": {"X-Clusauth-Token": lab_guest_token(url, world)}}[who]
-    response = httpx.post(f"{url}/v1/graphql", json={"query": TOKENS},
+    response = HTTP.post(f"{url}/v1/graphql", json={"query": TOKENS},
                           headers={**credentials, "X-Hasura-Role": role, "X-Hasura-User-Id": olga})
     assert response.status_code == 200
     assert response.json()["errors"][0]["extensions"]["code"] == "access-denied"

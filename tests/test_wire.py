@@ -16,7 +16,7 @@ from gql.transport.httpx import HTTPXTransport
 from gql.transport.requests import RequestsHTTPTransport
 
 import clustore_lite
-from serving import running_server
+from serving import HTTP, running_server
 
 ADMIN, JWT_SECRET = "wire-admin-secret", "wire-jwt-secret-of-32-bytes-or-more!"
 HEADERS = {"X-Hasura-Admin-Secret": ADMIN}
@@ -35,7 +35,7 @@ def wire(tmp_path_factory):
 
 def post(url: str, body=None, headers=None) -> httpx.Response:
     """POST a JSON body with the admin secret, or with `headers` instead."""
-    return httpx.post(f"{url}/v1/graphql", json=body,
+    return HTTP.post(f"{url}/v1/graphql", json=body,
                       headers=HEADERS if headers is None else headers, timeout=30)
 
 
@@ -85,18 +85,18 @@ def test_credential_errors_answer_200_as_hasura_does(wire, headers, code):
 
 def test_a_body_that_is_not_json_answers_a_json_error_with_a_code(wire):
     url, _ = wire
-    response = httpx.post(f"{url}/v1/graphql", content=b"{not json",
+    response = HTTP.post(f"{url}/v1/graphql", content=b"{not json",
                           headers={**HEADERS, "Content-Type": "application/json"})
     assert only_error(response)["extensions"] == {"path": "$", "code": "invalid-json"}
 
 
 def test_transport_refusals_keep_their_status(wire):
     url, _ = wire
-    wrong_type = httpx.post(f"{url}/v1/graphql", content=b'{"query": "{ users { id } }"}',
+    wrong_type = HTTP.post(f"{url}/v1/graphql", content=b'{"query": "{ users { id } }"}',
                             headers={**HEADERS, "Content-Type": "text/plain"})
     assert wrong_type.status_code == 415
     assert wrong_type.json()["errors"][0]["extensions"]["code"] == "validation-failed"
-    too_big = httpx.post(f"{url}/v1/graphql", content=b'{"query": "' + b" " * (9 << 20) + b'"}',
+    too_big = HTTP.post(f"{url}/v1/graphql", content=b'{"query": "' + b" " * (9 << 20) + b'"}',
                          headers={**HEADERS, "Content-Type": "application/json"})
     assert too_big.status_code == 413
 
@@ -242,9 +242,9 @@ def test_concurrent_requests_each_commit_whole(wire):
 
 def test_health_and_version_probes_answer_as_hasura_does(wire):
     url, _ = wire
-    health = httpx.get(f"{url}/healthz")
+    health = HTTP.get(f"{url}/healthz")
     assert (health.status_code, health.text) == (200, "OK")
-    version = httpx.get(f"{url}/v1/version")
+    version = HTTP.get(f"{url}/v1/version")
     assert version.status_code == 200
     assert version.json() == {"version": clustore_lite.__version__, "server_type": "clustore-lite"}
 
