@@ -62,8 +62,8 @@ def shrink(conn: apsw.Connection, writer: apsw.Connection, path: str,
     this thread makes the restarting commits itself, one step lower each: `writer`
     takes the write lock (no other commit can restart the WAL first), `conn` copies
     what the WAL holds, and the writer's commit (of the file's user_version, as it
-    was: a write that changes nothing) restarts the WAL and cuts it. ~7 ms a step (64 MB steps
-    let a small commit wait up to 80 ms, 32 MB steps up to 47 ms)."""
+    was: a write that changes nothing) restarts the WAL and cuts it: ~7 ms a step
+    (with 64 MB steps a small commit waited up to 80 ms, with 32 MB up to 47 ms)."""
     while not stop.is_set():
         size = wal_size(path)
         if size <= WAL_BYTES:
