@@ -8,16 +8,21 @@ Settings (see benchmarks/ and README "Storage choices", "Reliability and backups
   never consistency; a process crash loses nothing either way). Bulk writes in the
   rollback journal always use FULL (NORMAL is not proof against a power cut there).
 - The WAL is bounded in bytes, not pages (WAL_BYTES): SQLite's default checkpoint
-  threshold of 1,000 pages meant a 64 MB WAL with 64 KiB pages.
+  threshold of 1,000 pages meant a 64 MB WAL with 64 KiB pages. Beyond 64 MB (after an
+  import into a served store) it is copied and cut back in the background, never in a
+  commit (db/checkpoints.py).
 - 64 KiB pages: chunk BLOBs are large; with 4 KiB pages WAL writes ran 2-3x slower.
 - Bulk writes (ingest, append) switch the file to a rollback journal when this process
   is the only one using it: measured 1.5-2x faster than WAL for large BLOBs, because
   new pages are written once instead of to the WAL and again at checkpoint.
   A process that opens the file meanwhile waits for that transaction (up to the busy
-  timeout): it switches the file back to WAL first, which needs the write lock.
+  timeout): it switches the file back to WAL first, which needs the write lock. When
+  others use the file, a new dataframe's chunks are staged instead (db/staging.py).
 - During a bulk write, a helper thread fdatasync()s the file every WRITEBACK_BYTES
   written, so the disk writes overlap the copying instead of all waiting for the
-  commit's fsync (see Writeback).
+  commit's fsync (see db/writeback.py).
+- Locks are polled every millisecond at first (wait_for_locks), and a writer in line
+  says so (file_locks.WAITING), so that an import's short transactions let it in.
 """
 
 from __future__ import annotations
