@@ -92,3 +92,37 @@ def test_nothing_is_checkpointed_while_an_import_is_in_flight(db_path, small_lim
             time.sleep(0.01)
     assert commits and during, (commits, during)
     assert True not in during, during
+
+
+def test_a_wal_cut_back_a_step_at_a_time_is_cut_back_whole(db_path, small_limits, monkeypatch):
+    """Readers stop a step of the cut now and then (the WAL cannot restart under them):
+    while steps get somewhere, the thread goes on. Here every call makes one step and
+    stops, as a reader would make it; before, the thread gave up after RETRIES such
+    calls and left the WAL large."""
+    monkeypatch.setattr(checkpoints, "RETRIES", 2)
+    monkeypatch.setattr(checkpoints, "SHRINK_BYTES", 1 << 20)
+    real = checkpoints.shrink
+
+    class OneStep:
+        """A stop event that is set once the cut has made one step."""
+
+        def __init__(self, stop):
+            self.stop, self.looks = stop, 0
+
+        def is_set(self):
+            self.looks += 1
+            return self.looks > 1 or self.stop.is_set()
+
+    def one_step(conn, writer, path, stop):
+        return real(conn, writer, path, OneStep(stop))
+
+    monkeypatch.setattr(checkpoints, "shrink", one_step)
+    with clustore_lite.open(db_path) as server, clustore_lite.open(db_path) as importer:
+        org = importer.organizations.create("lumen")
+        importer.datasets.create(org["id"], "big", data())
+        server.organizations.create("small")
+        deadline = time.monotonic() + 60
+        while checkpoints.wal_size(str(db_path)) > checkpoints.WAL_BYTES \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert checkpoints.wal_size(str(db_path)) <= checkpoints.WAL_BYTES

@@ -176,6 +176,7 @@ class Checkpointer:
                     self._stop.wait(RETRY_SECONDS)
                     continue
                 self._wanted.clear()
+                before = wal_size(self._path)
                 try:
                     with paced(fd):
                         whole = checkpoint(conn)
@@ -184,9 +185,12 @@ class Checkpointer:
                         whole = shrink(conn, writer, self._path, self._stop)
                 except apsw.Error:
                     whole = False  # interrupted, busy, or a failing disk
-                failures = 0 if whole else failures + 1
+                # a reader in the way stops a step, not the work: only attempts that
+                # got nowhere count against RETRIES
+                progressed = wal_size(self._path) < before
+                failures = 0 if whole or progressed else failures + 1
                 if not whole and failures < RETRIES and wal_size(self._path) > WAL_BYTES \
-                        and not self._stop.wait(RETRY_SECONDS):
+                        and not self._stop.wait(0.001 if progressed else RETRY_SECONDS):
                     self._wanted.set()
         finally:
             with self._lock:
