@@ -113,8 +113,8 @@ def test_a_wal_cut_back_a_step_at_a_time_is_cut_back_whole(db_path, small_limits
             self.looks += 1
             return self.looks > 1 or self.stop.is_set()
 
-    def one_step(conn, writer, path, stop):
-        return real(conn, writer, path, OneStep(stop))
+    def one_step(conn, writer, path, stop, *rest):
+        return real(conn, writer, path, OneStep(stop), *rest)
 
     monkeypatch.setattr(checkpoints, "shrink", one_step)
     with clustore_lite.open(db_path) as server, clustore_lite.open(db_path) as importer:

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 
 from . import file_locks
+from .checkpoints import let_waiting_writers_in
 from .connection import DURABILITY, Database
 from .writeback import reserve
 
@@ -32,7 +32,6 @@ SLICE_BYTES = 16 << 20  # chunk bytes per short transaction (a whole chunk at le
 # the WAL is flushed this often: a small writer's commit syncs the WAL, and with it
 # whatever of the import is not on disk yet
 WRITEBACK_BYTES = 4 << 20
-HAND_OVER_SECONDS = 0.1  # longest wait, between two slices, for waiting writers
 
 
 class Slices:
@@ -101,10 +100,7 @@ class Slices:
         """Commit this slice, let the writers waiting for the lock have it, begin the
         next one."""
         self._commit()
-        deadline = time.monotonic() + HAND_OVER_SECONDS
-        while file_locks.held(self._fd, file_locks.WAITING, unknown=False) \
-                and time.monotonic() < deadline:
-            time.sleep(0.0005)
+        let_waiting_writers_in(self._fd)
         self._begin()
 
     def finish(self) -> None:
