@@ -17,6 +17,7 @@ from .arrow import codec, files
 from .arrow.delimited import CsvOptions, parse_column_types
 from .db.sqlite_errors import translated
 from .errors import InvalidValue, NotFound
+from .model.dataframes import write_size
 from .store import Store
 
 # Above this, one chunk's Arrow data makes the import's memory peak (about 2-3 chunks
@@ -249,7 +250,7 @@ def _write(store: Store, org, dataset, owner, append, reader, chunk_rows, compre
         organization_named(store, org)
     ahead = contextlib.nullcontext(reader) if append else \
         store.dataframes.staged(reader, chunk_rows, compression)
-    with ahead as data, store.db.bulk(0 if data is not reader else None):
+    with ahead as data, store.db.bulk(write_size(data)):
         try:
             organization, created = organization_named(store, org), False
         except NotFound:

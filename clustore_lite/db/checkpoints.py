@@ -11,7 +11,7 @@ replaces the rule on each connection of a Database (SQLite's wal hook):
   while it writes them would write the disk twice at once;
 - up to INLINE_BYTES, in the commit, as SQLite would (a 16-64 MB copy);
 - beyond, in a background thread of the process (`Checkpointer`), which the server
-  also runs every few seconds, so a WAL another process left big is copied too.
+  also wakes when another process's commit left the WAL large.
 
 A checkpoint never blocks readers or writers (PASSIVE); one killed half-way leaves
 the WAL whole, and the next one starts over."""
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from typing import Callable
 
 import apsw
@@ -31,7 +30,6 @@ from .writeback import sync
 WAL_BYTES = 16 << 20  # checkpoint once the WAL holds this much; truncate it back to it
 INLINE_BYTES = 64 << 20  # larger WALs are copied in the background, not in a commit
 RETRY_SECONDS = 0.2  # while an import is in flight, look again this often
-HAND_OVER_SECONDS = 0.1  # longest wait, between two steps, for writers in line
 RETRIES = 50  # an incomplete checkpoint is tried again this often, then left to the next ask
 PACE_SECONDS = 0.005  # during a background checkpoint, flush the file this often
 SHRINK_BYTES = 32 << 20  # a large WAL file is cut back by this much per step
@@ -72,7 +70,7 @@ def shrink(conn: apsw.Connection, writer: apsw.Connection, path: str,
         size = wal_size(path)
         if size <= WAL_BYTES:
             return True
-        let_waiting_writers_in(writer_fd)
+        file_locks.let_waiting_writers_in(writer_fd)
         writer.execute(f"PRAGMA journal_size_limit = {max(WAL_BYTES, size - SHRINK_BYTES)}")
         writer.execute("BEGIN IMMEDIATE")
         try:
@@ -86,14 +84,6 @@ def shrink(conn: apsw.Connection, writer: apsw.Connection, path: str,
         if not whole or wal_size(path) >= size:
             return False  # a reader still needs the WAL: next time
     return False
-
-
-def let_waiting_writers_in(fd: int | None, longest: float = HAND_OVER_SECONDS) -> None:
-    """Wait, up to `longest`, while a writer is in line for the write lock."""
-    deadline = time.monotonic() + longest
-    while file_locks.held(fd, file_locks.WAITING, unknown=False) \
-            and time.monotonic() < deadline:
-        time.sleep(0.0005)
 
 
 def checkpoint(conn: apsw.Connection) -> bool:

@@ -284,6 +284,8 @@ class Database:
             self._local.functions = set(functions)
             self._local.depth = 0
             self._local.read_only = False
+            self._local.staging = False  # see staging()
+            self._local.left_wal = False  # see would_share()
             self._local.fd = database_fd(conn)
             self._local.wal_pages = 0
             self._local.page_size = conn.execute("PRAGMA page_size").fetchone()[0]
@@ -390,7 +392,7 @@ class Database:
         depth = self._local.depth
         # a writer in line for the write lock says so: an import hands it over (an
         # import's own short transactions do not: two imports would wait on each other)
-        waiting = depth == 0 and write and not getattr(self._local, "staging", False) \
+        waiting = depth == 0 and write and not self._local.staging \
             and file_locks.share(self._local.fd, file_locks.WAITING)
         try:
             yield from self._nest(conn, depth, write)
@@ -438,7 +440,7 @@ class Database:
 
     def _after_commit(self, conn: apsw.Connection) -> None:
         pages, self._local.wal_pages = self._local.wal_pages, 0
-        if pages and not getattr(self._local, "staging", False):
+        if pages and not self._local.staging:
             checkpoints.after_commit(conn, self._local.fd, pages, self._local.page_size,
                                      self.checkpointer.request)
 
@@ -541,14 +543,15 @@ class Database:
         journal for the `bulk()` that follows (which puts it back in WAL)."""
         if self.readonly or self.in_transaction or (size is not None and size < BULK_BYTES):
             return False
-        return not _try_rollback_journal(self.conn)
+        self._local.left_wal = _try_rollback_journal(self.conn)
+        return not self._local.left_wal
 
     def restore_wal(self) -> None:
         """Back to WAL if `would_share` left the file in the rollback journal and no
-        `bulk()` followed (the write failed before it began)."""
-        conn = self.conn
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self._restore_wal(conn)
+        `bulk()` followed (the write failed before it began). Inside a transaction,
+        nothing: the `bulk()` under way puts it back when it ends."""
+        if self._local.left_wal and not self.in_transaction:
+            self._restore_wal(self.conn)
 
     @property
     def fd(self) -> int | None:
@@ -583,6 +586,7 @@ class Database:
             self._local.staging = False
 
     def _restore_wal(self, conn: apsw.Connection) -> None:
+        self._local.left_wal = False
         # never raise here: the write has committed (or the caller's error is on its
         # way). If another process keeps the lock, it switches the file back itself:
         # every connection puts the file in WAL when it opens.

@@ -23,9 +23,11 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
+import time
 
 WAITING = 1 << 40
 IMPORTING = WAITING + 1
+HAND_OVER_SECONDS = 0.1  # the longest a writer between two steps waits for those in line
 
 _SETLK = getattr(fcntl, "F_OFD_SETLK", None)
 _GETLK = getattr(fcntl, "F_OFD_GETLK", None)
@@ -73,3 +75,11 @@ def held(fd: int | None, offset: int, unknown: bool = True) -> bool:
     except OSError:
         return unknown
     return _FLOCK.unpack(answer)[0] != fcntl.F_UNLCK
+
+
+def let_waiting_writers_in(fd: int | None, longest: float = HAND_OVER_SECONDS) -> None:
+    """Wait, up to `longest`, while a writer is in line for the write lock (WAITING):
+    what a long job writing in steps does between two of them."""
+    deadline = time.monotonic() + longest
+    while held(fd, WAITING, unknown=False) and time.monotonic() < deadline:
+        time.sleep(0.0005)

@@ -24,7 +24,6 @@ import contextlib
 import os
 
 from . import file_locks
-from .checkpoints import let_waiting_writers_in
 from .connection import DURABILITY, Database
 from .writeback import reserve
 
@@ -100,7 +99,7 @@ class Slices:
         """Commit this slice, let the writers waiting for the lock have it, begin the
         next one."""
         self._commit()
-        let_waiting_writers_in(self._fd)
+        file_locks.let_waiting_writers_in(self._fd)
         self._begin()
 
     def finish(self) -> None:

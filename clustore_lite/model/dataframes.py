@@ -39,6 +39,12 @@ class Staged:
     compression: str | None
 
 
+def write_size(data: Any) -> int | None:
+    """The bytes a write of `data` adds in its transaction (`Database.bulk`): none for
+    chunks staged ahead, else codec.size_hint's (None: not known)."""
+    return 0 if isinstance(data, Staged) else codec.size_hint(data)
+
+
 class Dataframes(Collection):
     table_name = "dataframe"
     settable = {"metadata": lambda m: v.check_json(m, "metadata", object_only=True)}
@@ -65,7 +71,7 @@ class Dataframes(Collection):
             self.checked({"metadata": metadata if metadata is not None else {}}), id)
         values["compression"] = codec.check_compression(compression)
         codec.check_chunk_rows(chunk_rows)
-        with self.db.bulk(0 if isinstance(data, Staged) else codec.size_hint(data)):
+        with self.db.bulk(write_size(data)):
             frame = self.insert(values, authorize=False)
             if isinstance(data, Staged):
                 self._adopt(data)
@@ -86,8 +92,7 @@ class Dataframes(Collection):
             try:
                 yield data
             finally:
-                if not self.db.in_transaction:
-                    self.db.restore_wal()  # would_share may have left the WAL
+                self.db.restore_wal()  # would_share may have left the WAL
             return
         compression = codec.check_compression(compression)
         codec.check_chunk_rows(chunk_rows)

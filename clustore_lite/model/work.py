@@ -8,7 +8,7 @@ from ..arrow import codec
 from .. import values as v
 from ..errors import InvalidValue
 from .base import Collection, OwnsAccess, reference
-from .dataframes import Staged
+from .dataframes import write_size
 
 
 class Datasets(OwnsAccess):
@@ -30,7 +30,7 @@ class Datasets(OwnsAccess):
             self.store.authorize("insert", self.table.name,
                                  {**values, "public": public, "webhook": webhook})
         with frames.staged(data, chunk_rows, compression) as data, \
-                self.db.bulk(0 if isinstance(data, Staged) else codec.size_hint(data)):
+                self.db.bulk(write_size(data)):
             frame = frames.create_owned(data, metadata, chunk_rows, compression)
             return self.insert_with_access({**values, "dataframeId": frame["id"]}, public, webhook)
 
