@@ -1,5 +1,6 @@
 import os
 import random
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -19,6 +20,20 @@ def pytest_xdist_auto_num_workers(config):
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
     return len(os.sched_getaffinity(0)) + 1
+
+
+@pytest.fixture(scope="module")
+def hasura_metadata(tmp_path_factory) -> tuple[Path, Path, str]:
+    """A new store and the metadata `clustore-lite hasura-metadata` writes for it:
+    (the store's path, the metadata folder, what the command printed)."""
+    base = tmp_path_factory.mktemp("hasura")
+    store = base / "store.sqlite"
+    clustore_lite.open(store).close()
+    out = base / "metadata"
+    done = subprocess.run([sys.executable, "-m", "clustore_lite", "hasura-metadata",
+                           str(store), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return store, out, done.stdout
 
 
 @pytest.fixture

@@ -3,13 +3,9 @@ PostgreSQL mirror behind Hasura is served by `clustore-lite serve`, in the root 
 Hasura puts it in, with Hasura's arguments and input and output type names. A client
 written against either engine works against the other."""
 
-import subprocess
-import sys
-
 import pytest
 import yaml
 
-import clustore_lite
 from graphql import build_client_schema, get_introspection_query
 
 from clustore_lite.catalog import TABLES
@@ -62,17 +58,12 @@ def roots_of(kind: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def served_and_declared(tmp_path_factory):
-    base = tmp_path_factory.mktemp("one-api")
-    clustore_lite.open(base / "store.sqlite").close()
-    out = base / "metadata"
-    done = subprocess.run([sys.executable, "-m", "clustore_lite", "hasura-metadata",
-                           str(base / "store.sqlite"), str(out)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+def served_and_declared(hasura_metadata):
+    store, out, _ = hasura_metadata
     declared = {table: yaml.safe_load(
         (out / f"databases/default/tables/public_{table}.yaml").read_text())
         for table in ORDER}
-    with running_server(base / "store.sqlite") as url:
+    with running_server(store) as url:
         schema = build_client_schema(Client(url)(get_introspection_query()))
     return schema, declared
 

@@ -3,11 +3,13 @@ written in short transactions as chunks nobody sees, made visible by one final c
 with the write lock handed to waiting writers between slices; a failed import leaves
 nothing, a killed one leaves nothing visible and is swept at the next open."""
 
-import os
+import contextlib
+import random
 import signal
 import subprocess
 import sys
 import threading
+import time
 
 import apsw
 import numpy as np
@@ -26,6 +28,36 @@ def table(seed: int = SEED) -> pa.Table:
     print("seed", seed)
     rng = np.random.default_rng(seed)
     return pa.table({f"x{i}": rng.random(ROWS) for i in range(COLUMNS)})
+
+
+@contextlib.contextmanager
+def reading(path, look):
+    """Another connection calls `look(store)` in a loop while the block runs; yields
+    the list of what it saw. Its errors fail the test."""
+    stop, seen, errors = threading.Event(), [], []
+
+    def reader():
+        try:
+            with clustore_lite.open(path) as store:
+                while not stop.is_set():
+                    seen.append(look(store))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not errors, errors
+    assert seen, "the reader saw nothing"
+
+
+def rows_seen(store) -> int:
+    frames = store.dataframes.list()
+    return frames[0]["rows"] if frames else 0
 
 
 def counts(store) -> tuple[int, int, int]:
@@ -178,21 +210,9 @@ def test_sigkill_mid_staged_import_leaves_nothing_visible_and_is_swept(db_path, 
     a partial dataset; the next open sweeps the chunks (no importer holds IMPORTING)."""
     with clustore_lite.open(db_path) as server:
         server.organizations.create("lumen")
-        stop, seen = threading.Event(), []
-
-        def reader():
-            with clustore_lite.open(db_path) as store:
-                while not stop.is_set():
-                    seen.append(counts(store)[:2])
-
-        thread = threading.Thread(target=reader)
-        thread.start()
-        try:
+        with reading(db_path, lambda store: counts(store)[:2]) as seen:
             child = subprocess.run([sys.executable, "-c", CHILD, str(db_path), str(kill_at),
                                     str(SEED)], capture_output=True, text=True, timeout=120)
-        finally:
-            stop.set()
-            thread.join(60)
         assert child.returncode == -signal.SIGKILL, child.stderr
         assert seen and set(seen) == {(0, 0)}, "a reader saw a partial import"
         datasets, chunks, raw = counts(server)
@@ -287,7 +307,6 @@ with clustore_lite.open(sys.argv[1]) as store:
 def test_sigkill_at_a_random_moment_of_a_staged_import(db_path):
     """SIGKILL at seeded random moments (mid-chunk, mid-commit, after): a reader sees
     no dataset or the whole one, and after the sweep the file holds exactly that."""
-    import random
     rng = random.Random(SEED)
     print("seed", SEED)
     outcomes = set()
@@ -295,26 +314,13 @@ def test_sigkill_at_a_random_moment_of_a_staged_import(db_path):
         path = db_path.with_name(f"kill{attempt}.sqlite")
         with clustore_lite.open(path) as server:
             server.organizations.create("lumen")
-            stop, seen = threading.Event(), []
-
-            def reader():
-                with clustore_lite.open(path) as store:
-                    while not stop.is_set():
-                        frames = store.dataframes.list()
-                        seen.append(frames[0]["rows"] if frames else 0)
-
-            thread = threading.Thread(target=reader)
-            thread.start()
-            child = subprocess.Popen([sys.executable, "-c", RANDOM_KILL_CHILD, str(path),
-                                      str(SEED)], stdout=subprocess.PIPE, text=True)
-            try:
+            with reading(path, rows_seen) as seen:
+                child = subprocess.Popen([sys.executable, "-c", RANDOM_KILL_CHILD, str(path),
+                                          str(SEED)], stdout=subprocess.PIPE, text=True)
                 assert child.stdout.readline().startswith("began")
-                stop.wait(rng.uniform(0.0, 0.6))
+                time.sleep(rng.uniform(0.0, 0.6))  # the seeded moment of the kill
                 child.send_signal(signal.SIGKILL)
                 child.wait(60)
-            finally:
-                stop.set()
-                thread.join(60)
             assert set(seen) <= {0, 400_000}, "a reader saw a partial import"
         with clustore_lite.open(path) as reopened:
             datasets, chunks, raw = counts(reopened)
